@@ -1,0 +1,7 @@
+"""The backbone registry: ``BACKBONES.get("mlp")(dim=..., n_conditions=..., **kw)``."""
+
+from __future__ import annotations
+
+from exprflow.registry import Registry
+
+BACKBONES: Registry = Registry("backbone")
