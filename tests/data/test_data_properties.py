@@ -1,0 +1,83 @@
+"""Property test: any small matrix with random defects ends in a valid CountData or an
+ExprflowInputError (never another exception), and the input AnnData is never modified."""
+
+from __future__ import annotations
+
+import logging
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from data_helpers import snapshot
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+from exprflow.data import CountData, prepare_counts
+from exprflow.errors import ExprflowInputError
+
+DEFECTS = st.sampled_from(["nan", "inf", "-inf", "negative", "fraction", "zero_row", "huge", "none"])
+
+
+@st.composite
+def anndatas(draw):
+    n_cells = draw(st.integers(1, 8))
+    n_genes = draw(st.integers(1, 8))
+    seed = draw(st.integers(0, 2**16))
+    rng = np.random.default_rng(seed)
+    dtype = draw(st.sampled_from([np.float32, np.float64, np.int32, np.int64]))
+    values = rng.poisson(1.0, size=(n_cells, n_genes)) * (rng.random((n_cells, n_genes)) < 0.6)
+    values = values.astype(np.float64)
+    for defect in draw(st.lists(DEFECTS, max_size=3)):
+        i, j = rng.integers(n_cells), rng.integers(n_genes)
+        if defect == "zero_row":
+            values[i] = 0
+        elif defect != "none" and np.issubdtype(dtype, np.floating):
+            values[i, j] = {"nan": np.nan, "inf": np.inf, "-inf": -np.inf, "negative": -2.0,
+                            "fraction": 0.3, "huge": 1e300}[defect]
+        elif defect == "negative":
+            values[i, j] = -3
+    with np.errstate(over="ignore", invalid="ignore"):
+        X = values.astype(dtype)
+    fmt = draw(st.sampled_from(["dense", "csr", "csc"]))
+    if fmt != "dense":
+        X = sp.csr_matrix(X) if fmt == "csr" else sp.csc_matrix(X)
+    labels = rng.choice(["a", "b", None], size=n_cells, p=[0.45, 0.45, 0.1])
+    obs = pd.DataFrame({"label": pd.Categorical(labels)}, index=[f"c{i}" for i in range(n_cells)])
+    var = pd.DataFrame(index=[f"g{j}" for j in range(n_genes)])
+    layer = draw(st.sampled_from([None, "counts"]))
+    if layer is None:
+        return ad.AnnData(X=X, obs=obs, var=var), None
+    return ad.AnnData(X=np.zeros((n_cells, n_genes), dtype=np.float32), obs=obs, var=var, layers={"counts": X}), layer
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=anndatas(), require_counts=st.booleans(), use_condition=st.booleans())
+def test_valid_countdata_or_input_error(case, require_counts, use_condition):
+    adata, layer = case
+    check = snapshot(adata)
+    logging.disable(logging.WARNING)
+    try:
+        cd = prepare_counts(
+            adata, layer=layer, condition_key="label" if use_condition else None, require_counts=require_counts
+        )
+    except ExprflowInputError as err:
+        assert str(err)  # a message the CLI can print
+        event("input error")
+        check()
+        return
+    finally:
+        logging.disable(logging.NOTSET)
+    check()
+    event("valid CountData")
+    assert isinstance(cd, CountData)
+    assert cd.X.format == "csr" and cd.X.dtype == np.float32 and np.isfinite(cd.X.data).all()
+    assert cd.n_cells + cd.n_dropped_cells == adata.n_obs and cd.n_genes == adata.n_vars
+    assert (np.diff(cd.X.indptr) > 0).all()  # no empty cells left
+    original = adata.X if layer is None else adata.layers[layer]
+    original = original.toarray() if sp.issparse(original) else original
+    np.testing.assert_array_equal(cd.X.toarray(), original[cd.kept].astype(np.float32))
+    if require_counts:
+        assert cd.is_counts and (cd.X.data >= 0).all() and (cd.X.data == np.round(cd.X.data)).all()
+    if use_condition:
+        assert cd.conditions.min() >= 0 and cd.conditions.max() < len(cd.condition_levels)
