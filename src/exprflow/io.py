@@ -1,0 +1,48 @@
+"""Atomic file outputs and loading any saved model by its recorded class."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from anndata import AnnData
+
+from exprflow.errors import ExprflowInputError
+
+
+def write_h5ad_atomic(adata: AnnData, path: str | os.PathLike) -> Path:
+    """Write ``adata`` to ``path`` through a temporary file and ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.h5ad")
+    adata.write_h5ad(tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def write_text_atomic(text: str, path: str | os.PathLike) -> Path:
+    """Write ``text`` to ``path`` through a temporary file and ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    return path
+
+
+def load_any_model(path: str | os.PathLike):
+    """Load the model in ``path`` (a model directory, or a run directory holding ``model/``)."""
+    from exprflow.models import MODELS
+
+    path = Path(path)
+    if (path / "model" / "config.json").exists():
+        path = path / "model"
+    cfg = path / "config.json"
+    if not cfg.exists():
+        raise ExprflowInputError(f"{path} holds no exprflow model (no config.json); give a run or model directory.")
+    kind = json.loads(cfg.read_text()).get("model")
+    by_class = {MODELS.get(name).__name__: MODELS.get(name) for name in MODELS.names()}
+    if kind not in by_class:
+        raise ExprflowInputError(f"{path} holds an unknown model type {kind!r}; known: {', '.join(by_class)}.")
+    return by_class[kind].load(str(path))

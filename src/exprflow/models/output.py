@@ -1,0 +1,78 @@
+"""The AnnData that generators return (scverse conventions, DESIGN.md)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from exprflow.errors import ExprflowInputError
+
+
+def resolve_conditions(
+    n_cells: int | None,
+    conditions: Mapping[str, int] | Sequence[str] | str | None,
+    levels: list[str] | None,
+    train_codes: np.ndarray | None,
+    rng: np.random.Generator,
+) -> tuple[int, np.ndarray | None]:
+    """Turn the user's request into ``(n, codes)``.
+
+    ``conditions`` may be a mapping level -> number of cells, a sequence of level names (one per
+    cell), or one level name (with ``n_cells``). With ``n_cells`` only, a conditional model draws
+    levels in proportion to their training frequencies.
+    """
+    if levels is None:
+        if conditions is not None:
+            raise ExprflowInputError("This model was trained without a condition_key; call generate(n_cells=...) only.")
+        if n_cells is None or int(n_cells) < 1:
+            raise ExprflowInputError("Give n_cells >= 1.")
+        return int(n_cells), None
+    index = {name: code for code, name in enumerate(levels)}
+    if conditions is None:
+        if n_cells is None or int(n_cells) < 1:
+            raise ExprflowInputError("Give n_cells >= 1, or conditions={level: n_cells, ...}.")
+        freq = np.bincount(train_codes, minlength=len(levels)) / len(train_codes)
+        return int(n_cells), rng.choice(len(levels), size=int(n_cells), p=freq)
+    if isinstance(conditions, str):
+        if n_cells is None:
+            raise ExprflowInputError("With a single condition level, also give n_cells.")
+        labels = [conditions] * int(n_cells)
+    elif isinstance(conditions, Mapping):
+        labels = [name for name, k in conditions.items() for _ in range(int(k))]
+    else:
+        labels = [str(c) for c in conditions]
+    unknown = sorted({str(lab) for lab in labels} - set(index))
+    if unknown:
+        raise ExprflowInputError(
+            f"Unknown condition level(s) {unknown[:5]}; the model knows: {', '.join(levels)}."
+        )
+    if not labels:
+        raise ExprflowInputError("The requested conditions hold no cells.")
+    return len(labels), np.array([index[str(lab)] for lab in labels], dtype=np.int64)
+
+
+def generated_adata(
+    counts: sp.csr_matrix,
+    var_names: list[str],
+    *,
+    condition_key: str | None,
+    levels: list[str] | None,
+    codes: np.ndarray | None,
+    provenance: dict,
+    layer_name: str | None = None,
+) -> ad.AnnData:
+    """An AnnData of generated cells: integer sparse counts in X, conditions and ``source`` in obs."""
+    n = counts.shape[0]
+    obs = pd.DataFrame(index=[f"gen_{i}" for i in range(n)])
+    if condition_key is not None and codes is not None:
+        obs[condition_key] = pd.Categorical.from_codes(codes, categories=levels)
+    obs["source"] = "generated"
+    adata = ad.AnnData(X=counts, obs=obs, var=pd.DataFrame(index=list(var_names)))
+    if layer_name:
+        adata.layers[layer_name] = counts.copy()
+    adata.uns["exprflow"] = provenance
+    return adata

@@ -1,0 +1,78 @@
+"""The command line: help everywhere, user errors exit 2 without a traceback, fit -> generate -> evaluate."""
+
+import json
+
+import anndata as ad
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from synthetic import make_counts_adata
+
+from exprflow.cli import cli
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+@pytest.mark.parametrize("cmd", [[], ["demo"], ["fit"], ["generate"], ["evaluate"]])
+def test_help_everywhere(cmd):
+    result = run(*cmd, "--help")
+    assert result.exit_code == 0 and "Usage" in result.output
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cli")
+    adata = make_counts_adata(n_cells=160, n_genes=30, seed=4)
+    adata.write_h5ad(d / "train.h5ad")
+    make_counts_adata(n_cells=60, n_genes=30, seed=5).write_h5ad(d / "test.h5ad")
+    bad = adata.copy()
+    bad.X = bad.X.astype(np.float32)
+    bad.X.data = bad.X.data + 0.5
+    bad.write_h5ad(d / "float.h5ad")
+    return d
+
+
+def test_fit_generate_evaluate_roundtrip(files):
+    d = files
+    r = run("fit", "--data", d / "train.h5ad", "--condition-key", "cell_type", "--max-steps", 40,
+            "--batch-size", 32, "--out", d / "run")
+    assert r.exit_code == 0, r.output
+    assert (d / "run" / "model" / "config.json").exists() and (d / "run" / "loss.png").exists()
+    r = run("generate", d / "run", "--like", d / "test.h5ad", "--out", d / "gen.h5ad", "--n-steps", 4)
+    assert r.exit_code == 0, r.output
+    gen = ad.read_h5ad(d / "gen.h5ad")
+    real = ad.read_h5ad(d / "test.h5ad")
+    assert gen.n_obs == real.n_obs
+    assert (gen.obs["cell_type"].astype(str).value_counts().sort_index()
+            == real.obs["cell_type"].astype(str).value_counts().sort_index()).all()
+    r = run("evaluate", "--real", d / "test.h5ad", "--generated", d / "gen.h5ad", "--train", d / "train.h5ad",
+            "--out", d / "metrics.json")
+    assert r.exit_code == 0, r.output
+    metrics = json.loads((d / "metrics.json").read_text())
+    assert metrics["protocol_version"] == 1 and metrics["metrics"]["energy"] > 0
+
+
+def test_existing_output_needs_overwrite(files):
+    d = files
+    (d / "exists").mkdir(exist_ok=True)
+    r = run("fit", "--data", d / "train.h5ad", "--max-steps", 2, "--out", d / "exists")
+    assert r.exit_code == 2 and "--overwrite" in r.output
+
+
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["fit", "--data", "{d}/float.h5ad", "--out", "{d}/x1"], "layer"),
+        (["fit", "--data", "{d}/train.h5ad", "--condition-key", "nope", "--out", "{d}/x2"], "cell_type"),
+        (["fit", "--data", "{d}/train.h5ad", "--layer", "counts", "--out", "{d}/x3"], "counts"),
+        (["fit", "--data", "{d}/missing.h5ad", "--out", "{d}/x4"], "does not exist"),
+        (["generate", "{d}", "--n-cells", "5", "--out", "{d}/g.h5ad"], "no exprflow model"),
+    ],
+)
+def test_user_errors_exit_2_without_traceback(files, args, needle):
+    result = CliRunner().invoke(cli, [a.format(d=files) for a in args])
+    assert result.exit_code == 2, result.output
+    assert needle in result.output
+    assert "Traceback" not in result.output
