@@ -95,3 +95,14 @@ def test_library_model_per_condition():
 def test_library_rejects_nonpositive():
     with pytest.raises(ValueError, match="positive"):
         LogNormalLibrary().fit(np.array([0.0, 10.0]))
+
+
+def test_stochastic_round_keeps_the_mean_with_little_extra_noise():
+    rng = np.random.default_rng(2)
+    y = np.log1p(np.full((20000, 3), [0.3, 2.5, 40.0]))
+    lib = np.full(20000, 1e4)  # L * p == expm1(y) * L / sum = fixed expected counts
+    c = log1p_to_counts(y, lib, method="stochastic_round", rng=rng).toarray()
+    expected = np.expm1(y[0]) / np.expm1(y[0]).sum() * 1e4
+    np.testing.assert_allclose(c.mean(0), expected, rtol=0.01)
+    assert np.all(c.var(0) <= 0.25 + 1e-2)  # Bernoulli remainder only; Poisson would add var = mean
+    assert np.all(np.isin(c - np.floor(expected), [0, 1]))

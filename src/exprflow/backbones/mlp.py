@@ -15,6 +15,17 @@ Shapes: ``x (B, dim)`` -> ``input_proj`` -> ``(B, hidden)`` -> blocks -> ``outpu
 ``input_proj`` and ``output_proj`` are plain ``nn.Linear`` layers (no normalisation before the input
 projection), so callers may exploit their linearity.
 
+Per-dimension skip path (``dim_skip=True``, exprflow's addition): the output layer has rank at most
+``hidden``, so when ``hidden < dim`` the velocity lives in a ``hidden``-dimensional subspace and the
+noise ``x0`` in the other ``dim - hidden`` directions can never be removed. For a Gaussian direction
+the exact rectified-flow velocity is affine in ``x`` with time-dependent coefficients,
+``v = a(t) x + b(t)``; the skip path adds exactly that per dimension::
+
+    v = output_proj(h) + a(c) * x + b(c)        # (a, b) = zero-initialised Linear(SiLU(c)) -> (B, 2 dim)
+
+It is cheap (one ``hidden x 2 dim`` product per distinct ``(t, cond)`` pair when sampling) and keeps
+the zero-velocity start.
+
 Cells that share ``(t, cond)`` share their modulation. Under ``torch.no_grad()`` (sampling, where all
 cells share ``t``) the conditioning MLPs run once per distinct ``(t, cond)`` pair and the result is
 gathered; with gradients enabled they run per sample (no scatter-add in the backward pass).
@@ -45,6 +56,7 @@ class MLPBackboneConfig:
     mlp_ratio: float = 2.0
     time_dim: int = 128
     dropout: float = 0.0
+    dim_skip: bool = True
 
 
 def _modulate(h: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
@@ -90,6 +102,7 @@ class MLPBackbone(nn.Module):
         mlp_ratio: inner width of each block's MLP as a multiple of ``hidden``.
         time_dim: width of the sinusoidal time code.
         dropout: dropout inside each block's MLP.
+        dim_skip: add the per-dimension affine skip path ``a(c) * x + b(c)`` (see module docstring).
     """
 
     def __init__(
@@ -101,9 +114,10 @@ class MLPBackbone(nn.Module):
         mlp_ratio: float = 2.0,
         time_dim: int = 128,
         dropout: float = 0.0,
+        dim_skip: bool = True,
     ) -> None:
         super().__init__()
-        self.config = MLPBackboneConfig(dim, n_conditions, hidden, depth, mlp_ratio, time_dim, dropout)
+        self.config = MLPBackboneConfig(dim, n_conditions, hidden, depth, mlp_ratio, time_dim, dropout, dim_skip)
         self.dim = dim
         self.n_conditions = n_conditions
         self.input_proj = nn.Linear(dim, hidden)
@@ -112,6 +126,7 @@ class MLPBackbone(nn.Module):
         self.blocks = nn.ModuleList(AdaLNZeroBlock(hidden, mlp_ratio, dropout) for _ in range(depth))
         self.final_modulation = nn.Linear(hidden, 2 * hidden)
         self.output_proj = nn.Linear(hidden, dim)
+        self.skip_modulation = nn.Linear(hidden, 2 * dim) if dim_skip else None
         self._init_weights()
 
     @classmethod
@@ -127,7 +142,9 @@ class MLPBackbone(nn.Module):
         nn.init.xavier_uniform_(self.input_proj.weight)
         nn.init.zeros_(self.input_proj.bias)
         # adaLN-Zero: the final modulation and the output layer start at zero.
-        for layer in (self.final_modulation, self.output_proj):
+        for layer in (self.final_modulation, self.output_proj, self.skip_modulation):
+            if layer is None:
+                continue
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
 
@@ -157,7 +174,11 @@ class MLPBackbone(nn.Module):
             h = block(h, c_act, inverse)
         shift, scale = _gather(self.final_modulation(c_act), inverse).chunk(2, dim=-1)
         h = _modulate(F.layer_norm(h, h.shape[-1:], eps=_LN_EPS), shift, scale)
-        return self.output_proj(h)
+        v = self.output_proj(h)
+        if self.skip_modulation is not None:
+            a, b = _gather(self.skip_modulation(c_act), inverse).chunk(2, dim=-1)  # (B, dim) each
+            v = v + a * x + b
+        return v
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in asdict(self.config).items())

@@ -46,13 +46,13 @@ class StateFlowConfig:
     """Everything that defines a StateFlow (saved as ``config.json``)."""
 
     backbone: str = "mlp"
-    backbone_kwargs: dict = field(default_factory=dict)
+    backbone_kwargs: dict = field(default_factory=lambda: {"hidden": 256, "depth": 3})
     time_sampler: str = "uniform"
     coupling: str = "independent"
     cond_dropout: float = 0.1
     representation: StateVectorConfig = StateVectorConfig()
     optim: OptimConfig = OptimConfig()
-    count_method: str = "poisson"
+    count_method: str = "stochastic_round"
 
 
 def _config_from_dict(d: dict) -> StateFlowConfig:
@@ -125,9 +125,9 @@ class StateFlow:
         progress_bar: bool = True,
         log_dir: str | None = None,
     ) -> "StateFlow":
-        """Train with Lightning. Give ``max_epochs`` or ``max_steps`` (default: 3,000 steps)."""
+        """Train with Lightning. Give ``max_epochs`` or ``max_steps`` (default: 2,000 steps)."""
         if max_epochs is None and max_steps is None:
-            max_steps = 3000
+            max_steps = 2000
         self.plan = FlowTrainingPlan(self.backbone, self.objective, self.representation.encode, self.config.optim, 0)
         start = time.perf_counter()
         fit_plan(
