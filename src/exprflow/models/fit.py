@@ -54,7 +54,10 @@ def fit_plan(
         default_root_dir=root,
     )
     logger.info("training %d steps (%d per epoch, batch %d)", total, steps_per_epoch, batch_size)
+    # Lightning's start-up banner (GPU/TPU availability, logger tips) is noise for CPU users.
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*GPU available but not used.*")
+        warnings.filterwarnings("ignore", message=".*LeafSpec.*")
         trainer.fit(plan, train_dataloaders=loader)
