@@ -65,8 +65,14 @@ def _modulate(h: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
 
 
 def _gather(mod: Tensor, inverse: Tensor | None) -> Tensor:
-    """Expand per-distinct-condition rows ``(U, k)`` to per-sample rows ``(B, k)``."""
-    return mod if inverse is None else mod.index_select(0, inverse)
+    """Expand per-distinct-condition rows ``(U, k)`` to per-sample rows ``(B, k)``.
+
+    A single distinct row stays ``(1, k)`` and broadcasts: materialising it per sample would cost
+    ``B x k`` memory traffic per call (``k = 2 dim`` for the skip path), which dominated sampling time.
+    """
+    if inverse is None or mod.shape[0] == 1:
+        return mod
+    return mod.index_select(0, inverse)
 
 
 class AdaLNZeroBlock(nn.Module):
@@ -177,7 +183,7 @@ class MLPBackbone(nn.Module):
         v = self.output_proj(h)
         if self.skip_modulation is not None:
             a, b = _gather(self.skip_modulation(c_act), inverse).chunk(2, dim=-1)  # (B, dim) each
-            v = v + a * x + b
+            v = v.add_(b).addcmul_(a, x)  # in place: the (B, dim) temporaries dominated sampling time
         return v
 
     def extra_repr(self) -> str:

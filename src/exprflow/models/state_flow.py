@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 from anndata import AnnData
 
@@ -60,6 +61,17 @@ def _config_from_dict(d: dict) -> StateFlowConfig:
     d["representation"] = StateVectorConfig(**d.get("representation", {}))
     d["optim"] = OptimConfig(**d.get("optim", {}))
     return StateFlowConfig(**d)
+
+
+def _chunks(order: np.ndarray, codes: np.ndarray | None, batch_size: int):
+    """Slices of ``order`` of at most ``batch_size`` cells, never mixing condition levels."""
+    bounds = [0, len(order)]
+    if codes is not None:
+        sorted_codes = codes[order]
+        bounds = [0, *np.flatnonzero(np.diff(sorted_codes)) + 1, len(order)]
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        for start in range(lo, hi, batch_size):
+            yield order[start : min(start + batch_size, hi)]
 
 
 class StateFlow:
@@ -176,23 +188,26 @@ class StateFlow:
         rng = np.random.default_rng(seed)
         gen = torch.Generator().manual_seed(seed)
         n, codes = resolve_conditions(n_cells, conditions, self.levels, self.train_codes, rng)
+        # Cells are generated one condition level at a time (then put back in request order): every
+        # cell of a chunk shares its (t, cond) modulation, which the backbone then broadcasts.
+        order = np.arange(n) if codes is None else np.argsort(codes, kind="stable")
         chunks, nfe, start = [], 0, time.perf_counter()
-        for lo in range(0, n, batch_size):
-            sl = None if codes is None else codes[lo : lo + batch_size]
-            x, nfe = self.sample_states(sl, min(batch_size, n - lo), n_steps=n_steps, solver=solver,
+        for sl_idx in _chunks(order, codes, batch_size):
+            sl = None if codes is None else codes[sl_idx]
+            x, nfe = self.sample_states(sl, len(sl_idx), n_steps=n_steps, solver=solver,
                                         guidance=guidance, generator=gen)
             y = self.representation.decode_log1p(x)
             lib = self.library.sample(y.shape[0], sl, rng)
             chunks.append(log1p_to_counts(y, lib, method=self.config.count_method, rng=rng))
         seconds = time.perf_counter() - start
-        import scipy.sparse as sp
+        counts = sp.vstack(chunks).tocsr()[np.argsort(order, kind="stable")]
 
         provenance = {
             "model": "StateFlow", "version": __version__, "n_steps": n_steps, "solver": solver, "nfe": nfe,
             "guidance": guidance, "seed": seed, "sampling_seconds": seconds, "config": asdict(self.config),
         }
         return generated_adata(
-            sp.vstack(chunks).tocsr(), self.var_names, condition_key=self.setup.condition_key,
+            counts, self.var_names, condition_key=self.setup.condition_key,
             levels=self.levels, codes=codes, provenance=provenance,
         )
 
