@@ -11,24 +11,24 @@ from anndata import AnnData
 from exprflow.errors import ExprflowInputError
 
 
-def write_h5ad_atomic(adata: AnnData, path: str | os.PathLike) -> Path:
-    """Write ``adata`` to ``path`` through a temporary file and ``os.replace``."""
+def _replace_atomically(path: str | os.PathLike, write, suffix: str) -> Path:
+    """Call ``write(tmp_path)`` then move the temporary file onto ``path`` with ``os.replace``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.h5ad")
-    adata.write_h5ad(tmp)
+    tmp = path.with_name(f".{path.name}.tmp{suffix}")
+    write(tmp)
     os.replace(tmp, path)
     return path
+
+
+def write_h5ad_atomic(adata: AnnData, path: str | os.PathLike) -> Path:
+    """Write ``adata`` to ``path`` through a temporary file and ``os.replace``."""
+    return _replace_atomically(path, adata.write_h5ad, ".h5ad")
 
 
 def write_text_atomic(text: str, path: str | os.PathLike) -> Path:
     """Write ``text`` to ``path`` through a temporary file and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-    return path
+    return _replace_atomically(path, lambda tmp: Path(tmp).write_text(text), "")
 
 
 def load_any_model(path: str | os.PathLike):
