@@ -78,11 +78,17 @@ def main() -> None:
         m = summary["metrics"]
         logging.warning("seed %d: energy %.2fx floor, c2st_knn %.3f, train %.0f s", seed,
                         m["ratio_to_floor"]["energy"], m["metrics"]["c2st_knn"], summary["train_wall_s"])
+        result = _result(args, key, runs, [])
+        write_text_atomic(json.dumps(result, indent=2), args.out)  # after every seed: a cut run keeps what it has
     samplers = [] if args.no_samplers else sampler_table(adata, key, args.seeds[0], args.max_steps)
-    result = {"dataset": args.dataset, "condition_key": key, "torch_threads": torch.get_num_threads(),
-              "seeds": args.seeds, "runs": runs, "samplers": samplers}
+    result = _result(args, key, runs, samplers)
     write_text_atomic(json.dumps(result, indent=2), args.out)
     logging.warning("\n%s", markdown(result))
+
+
+def _result(args, key: str, runs: list, samplers: list) -> dict:
+    return {"dataset": args.dataset, "condition_key": key, "torch_threads": torch.get_num_threads(),
+            "seeds": [r["spec"]["seed"] for r in runs], "runs": runs, "samplers": samplers}
 
 
 def _ms(values) -> str:
@@ -110,4 +116,9 @@ def markdown(result: dict) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    if len(sys.argv) == 3 and sys.argv[1] == "--table":  # re-print the table of a saved result
+        print(markdown(json.loads(Path(sys.argv[2]).read_text())))  # noqa: T201 (a script's output)
+    else:
+        main()
