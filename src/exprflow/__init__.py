@@ -3,12 +3,35 @@
 The representation follows the data's structure (see ``docs/architecture.md``)::
 
     data -> representation -> backbone -> objective -> sampler -> evaluation
+
+Top-level names are imported lazily, so ``import exprflow`` (and ``exprflow --help``) stays fast::
+
+    from exprflow import StateFlow, evaluate
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 
 __version__ = "0.1.0"
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+_LAZY = {
+    "StateFlow": "exprflow.models",
+    "MODELS": "exprflow.models",
+    "BACKBONES": "exprflow.backbones",
+    "evaluate": "exprflow.metrics",
+    "format_report": "exprflow.metrics",
+    "read_adata": "exprflow.data",
+    "prepare_counts": "exprflow.data",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'exprflow' has no attribute {name!r}")

@@ -139,3 +139,12 @@ def test_non_integer_counts_rejected(counts_adata):
     bad.X.data = bad.X.data * 0.5 + 0.25
     with pytest.raises(ExprflowInputError):
         StateFlow(bad)
+
+
+def test_top_level_exports():
+    import exprflow
+
+    assert exprflow.StateFlow is StateFlow
+    assert callable(exprflow.evaluate)
+    with pytest.raises(AttributeError):
+        exprflow.no_such_name
