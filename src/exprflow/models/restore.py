@@ -7,9 +7,7 @@ import logging
 import numpy as np
 from anndata import AnnData
 
-from exprflow.backbones import BACKBONES
 from exprflow.errors import ExprflowInputError
-from exprflow.flows import RectifiedFlow
 from exprflow.models.setup import AnnDataSetup
 from exprflow.representations import LogNormalLibrary, StateVector
 
@@ -50,9 +48,7 @@ def restore_state_flow(cls, dir_path: str, adata: AnnData | None, load_model_dir
     self.train_codes = None if counts is None else np.repeat(np.arange(len(counts)), counts)
     self.representation = StateVector(self.config.representation).load_state_dict(saved["representation"])
     self.library = LogNormalLibrary().load_state_dict(saved["library"])
-    n_cond = len(self.levels) if self.levels else 0
-    self.backbone = BACKBONES.get(self.config.backbone)(dim=len(self.var_names), n_conditions=n_cond,
-                                                        **self.config.backbone_kwargs)
+    self._build_networks(len(self.levels) if self.levels else 0)
     prefix = "ema." if any(k.startswith("ema.") for k in tensors) else "backbone."
     weights = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
     missing, unexpected = self.backbone.load_state_dict(weights, strict=False)
@@ -61,8 +57,6 @@ def restore_state_flow(cls, dir_path: str, adata: AnnData | None, load_model_dir
             f"{dir_path}: the weights do not fit the configured backbone (missing {missing[:3]}, unexpected "
             f"{unexpected[:3]}); the directory is corrupted or was written by another version."
         )
-    self.objective = RectifiedFlow(time_sampler=self.config.time_sampler, coupling=self.config.coupling,
-                                   cond_dropout=self.config.cond_dropout)
     self.plan = None
     self.history = [tuple(h) for h in saved.get("history", [])]
     self.train_seconds = saved.get("train_seconds")

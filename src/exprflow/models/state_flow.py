@@ -91,12 +91,7 @@ class StateFlow:
         self.representation = StateVector(self.config.representation, is_counts=self.data.is_counts).fit(self.data.X)
         self.library = LogNormalLibrary().fit(self.data.library_size, self.data.conditions)
         self.train_codes = self.data.conditions
-        self.backbone = BACKBONES.get(self.config.backbone)(
-            dim=len(self.var_names), n_conditions=n_cond, **self.config.backbone_kwargs
-        )
-        self.objective = RectifiedFlow(
-            time_sampler=self.config.time_sampler, coupling=self.config.coupling, cond_dropout=self.config.cond_dropout
-        )
+        self._build_networks(n_cond)
         self.plan: FlowTrainingPlan | None = None
         self.history: list[tuple[int, float]] = []
         self.train_seconds: float | None = None
@@ -105,6 +100,15 @@ class StateFlow:
             "StateFlow: %d cells x %d genes, %d condition levels, backbone %s (%d parameters)",
             self.data.n_cells, len(self.var_names), n_cond, self.config.backbone,
             sum(p.numel() for p in self.backbone.parameters()),
+        )
+
+    def _build_networks(self, n_conditions: int) -> None:
+        """The backbone and the objective, from ``self.config`` (shared by ``__init__`` and ``load``)."""
+        self.backbone = BACKBONES.get(self.config.backbone)(
+            dim=len(self.var_names), n_conditions=n_conditions, **self.config.backbone_kwargs
+        )
+        self.objective = RectifiedFlow(
+            time_sampler=self.config.time_sampler, coupling=self.config.coupling, cond_dropout=self.config.cond_dropout
         )
 
     @staticmethod
