@@ -18,26 +18,18 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
 import torch
-from anndata import AnnData
 
-from exprflow import __version__
 from exprflow.backbones import BACKBONES
-from exprflow.data import prepare_counts, read_adata
-from exprflow.errors import ExprflowInputError
-from exprflow.flows import RectifiedFlow, guided_velocity
+from exprflow.flows import RectifiedFlow
+from exprflow.models.base import FlowModel
 from exprflow.models.fit import fit_plan
-from exprflow.models.output import generated_adata, resolve_conditions
-from exprflow.models.persistence import load_model_dir, save_model_dir
-from exprflow.models.setup import AnnDataSetup, recall_setup, remember_setup
 from exprflow.models.training import FlowTrainingPlan, OptimConfig
 from exprflow.representations import LogNormalLibrary, StateVector, StateVectorConfig, log1p_to_counts
-from exprflow.sampling import integrate
 
 logger = logging.getLogger(__name__)
 
@@ -56,80 +48,29 @@ class StateFlowConfig:
     count_method: str = "stochastic_round"
 
 
-def _config_from_dict(d: dict) -> StateFlowConfig:
-    d = dict(d)
-    d["representation"] = StateVectorConfig(**d.get("representation", {}))
-    d["optim"] = OptimConfig(**d.get("optim", {}))
-    return StateFlowConfig(**d)
-
-
-def _chunks(order: np.ndarray, codes: np.ndarray | None, batch_size: int):
-    """Slices of ``order`` of at most ``batch_size`` cells, never mixing condition levels."""
-    bounds = [0, len(order)]
-    if codes is not None:
-        sorted_codes = codes[order]
-        bounds = [0, *np.flatnonzero(np.diff(sorted_codes)) + 1, len(order)]
-    for lo, hi in zip(bounds[:-1], bounds[1:]):
-        for start in range(lo, hi, batch_size):
-            yield order[start : min(start + batch_size, hi)]
-
-
-class StateFlow:
+class StateFlow(FlowModel):
     """Rectified flow in (standardised log1p) gene space; see the module docstring."""
 
-    def __init__(self, adata: AnnData | str, layer: str | None = None, condition_key: str | None = None, **config) -> None:
-        adata = read_adata(adata)
-        setup = recall_setup(adata) or AnnDataSetup(layer=layer, condition_key=condition_key)
-        if layer is not None or condition_key is not None:
-            setup = AnnDataSetup(layer=layer or setup.layer, condition_key=condition_key or setup.condition_key)
-        self.setup = setup
-        self.config = self._make_config(config)
-        self.data = prepare_counts(adata, layer=setup.layer, condition_key=setup.condition_key, require_counts=True)
-        self.var_names = list(self.data.var_names)
-        self.levels = self.data.condition_levels
-        n_cond = len(self.levels) if self.levels else 0
+    config_cls = StateFlowConfig
+
+    def _fit_representation(self) -> None:
         self.representation = StateVector(self.config.representation, is_counts=self.data.is_counts).fit(self.data.X)
         self.library = LogNormalLibrary().fit(self.data.library_size, self.data.conditions)
-        self.train_codes = self.data.conditions
-        self._build_networks(n_cond)
-        self.plan: FlowTrainingPlan | None = None
-        self.history: list[tuple[int, float]] = []
-        self.train_seconds: float | None = None
-        self.is_trained = False
-        logger.info(
-            "StateFlow: %d cells x %d genes, %d condition levels, backbone %s (%d parameters)",
-            self.data.n_cells, len(self.var_names), n_cond, self.config.backbone,
-            sum(p.numel() for p in self.backbone.parameters()),
-        )
 
     def _build_networks(self, n_conditions: int) -> None:
-        """The backbone and the objective, from ``self.config`` (shared by ``__init__`` and ``load``)."""
         self.backbone = BACKBONES.get(self.config.backbone)(
             dim=len(self.var_names), n_conditions=n_conditions, **self.config.backbone_kwargs
         )
         self.objective = RectifiedFlow(
             time_sampler=self.config.time_sampler, coupling=self.config.coupling, cond_dropout=self.config.cond_dropout
         )
+        if self.data is not None:
+            logger.info(
+                "StateFlow: %d cells x %d genes, %d condition levels, backbone %s (%d parameters)",
+                self.data.n_cells, len(self.var_names), n_conditions, self.config.backbone,
+                sum(p.numel() for p in self.backbone.parameters()),
+            )
 
-    @staticmethod
-    def _make_config(overrides: dict) -> StateFlowConfig:
-        base = StateFlowConfig()
-        unknown = set(overrides) - set(asdict(base))
-        if unknown:
-            raise ExprflowInputError(f"Unknown StateFlow option(s) {sorted(unknown)}; valid: {sorted(asdict(base))}.")
-        if isinstance(overrides.get("representation"), dict):
-            overrides["representation"] = StateVectorConfig(**overrides["representation"])
-        if isinstance(overrides.get("optim"), dict):
-            overrides["optim"] = OptimConfig(**overrides["optim"])
-        return replace(base, **overrides)
-
-    @classmethod
-    def setup_anndata(cls, adata: AnnData, layer: str | None = None, condition_key: str | None = None) -> None:
-        """Remember which layer holds counts and which obs column is the condition (adata is not modified)."""
-        prepare_counts(adata, layer=layer, condition_key=condition_key, require_counts=True)  # validate now
-        remember_setup(adata, AnnDataSetup(layer=layer, condition_key=condition_key))
-
-    # ------------------------------------------------------------------ training
     def train(
         self,
         max_epochs: int | None = None,
@@ -156,87 +97,26 @@ class StateFlow:
         self.is_trained = True
         return self
 
-    # ---------------------------------------------------------------- generation
-    @torch.no_grad()
-    def sample_states(self, codes: np.ndarray | None, n: int, *, n_steps: int, solver: str, guidance: float,
-                      generator: torch.Generator) -> tuple[torch.Tensor, int]:
-        """Integrate the flow for ``n`` cells; returns the state vectors and the number of function evaluations."""
-        x0 = torch.randn(n, len(self.var_names), generator=generator)
-        cond = None if codes is None else torch.as_tensor(codes, dtype=torch.long)
-        self.backbone.eval()
-        with self._ema_weights():
-            velocity = guided_velocity(self.backbone, cond, guidance)
-            result = integrate(velocity, x0, solver=solver, n_steps=n_steps)
-        return result.x, result.nfe
-
-    def _ema_weights(self):
-        if self.plan is None:
-            from contextlib import nullcontext
-
-            return nullcontext()
-        return self.plan.ema.swap(self.backbone)
-
-    def generate(
-        self,
-        n_cells: int | None = None,
-        conditions: Mapping[str, int] | Sequence[str] | str | None = None,
-        n_steps: int = 16,
-        solver: str = "euler",
-        guidance: float = 1.0,
-        seed: int = 0,
-        batch_size: int = 8192,
-    ) -> AnnData:
-        """Generate cells as an AnnData (integer sparse counts, conditions in obs, provenance in uns)."""
-        if not self.is_trained:
-            raise ExprflowInputError("The model is not trained yet: call train() (or load a trained model) first.")
-        rng = np.random.default_rng(seed)
-        gen = torch.Generator().manual_seed(seed)
-        n, codes = resolve_conditions(n_cells, conditions, self.levels, self.train_codes, rng)
-        # Cells are generated one condition level at a time (then put back in request order): every
-        # cell of a chunk shares its (t, cond) modulation, which the backbone then broadcasts.
-        order = np.arange(n) if codes is None else np.argsort(codes, kind="stable")
-        chunks, nfe, start = [], 0, time.perf_counter()
-        for sl_idx in _chunks(order, codes, batch_size):
-            sl = None if codes is None else codes[sl_idx]
-            x, nfe = self.sample_states(sl, len(sl_idx), n_steps=n_steps, solver=solver,
-                                        guidance=guidance, generator=gen)
-            y = self.representation.decode_log1p(x)
-            lib = self.library.sample(y.shape[0], sl, rng)
-            chunks.append(log1p_to_counts(y, lib, method=self.config.count_method, rng=rng))
-        seconds = time.perf_counter() - start
-        counts = sp.vstack(chunks).tocsr()[np.argsort(order, kind="stable")]
-
-        provenance = {
-            "model": "StateFlow", "version": __version__, "n_steps": n_steps, "solver": solver, "nfe": nfe,
-            "guidance": guidance, "seed": seed, "sampling_seconds": seconds, "config": asdict(self.config),
-        }
-        return generated_adata(
-            counts, self.var_names, condition_key=self.setup.condition_key,
-            levels=self.levels, codes=codes, provenance=provenance,
-        )
+    def _generate_chunk(self, codes, n, *, n_steps, solver, guidance, generator, rng) -> sp.csr_matrix:
+        x, self._last_nfe = self.sample_states(codes, n, n_steps=n_steps, solver=solver, guidance=guidance,
+                                               generator=generator)
+        y = self.representation.decode_log1p(x)
+        lib = self.library.sample(y.shape[0], codes, rng)
+        return log1p_to_counts(y, lib, method=self.config.count_method, rng=rng)
 
     # -------------------------------------------------------------- persistence
-    def save(self, dir_path: str, overwrite: bool = False) -> None:
-        """Save to a directory (``config.json`` + ``weights.pt``), atomically."""
-        if not self.is_trained:
-            raise ExprflowInputError("Nothing to save: the model is not trained.")
-        config = {
-            "model": "StateFlow", "exprflow_version": __version__, "torch_version": torch.__version__,
-            "config": asdict(self.config), "setup": asdict(self.setup), "var_names": self.var_names,
-            "condition_levels": self.levels,
-            "train_condition_counts": None if self.train_codes is None else np.bincount(
-                self.train_codes, minlength=len(self.levels)).tolist(),
-            "representation": self.representation.state_dict(), "library": self.library.state_dict(),
-            "train_seconds": self.train_seconds, "history": self.history,
-        }
+    def _extra_state(self) -> dict:
+        return {"representation": self.representation.state_dict(), "library": self.library.state_dict()}
+
+    def _tensors(self) -> dict[str, torch.Tensor]:
         tensors = {f"backbone.{k}": v for k, v in self.backbone.state_dict().items()}
         if self.plan is not None:
             tensors.update({f"ema.{k}": v for k, v in self.plan.ema.shadow.items()})
-        save_model_dir(dir_path, config, tensors, overwrite=overwrite)
+        return tensors
 
-    @classmethod
-    def load(cls, dir_path: str, adata: AnnData | None = None) -> "StateFlow":
-        """Load a saved model; with ``adata``, check that its genes match the model's."""
-        from exprflow.models.restore import restore_state_flow
+    def _load_extra(self, saved: dict, tensors: dict[str, torch.Tensor]) -> None:
+        from exprflow.models.restore import load_backbone_weights
 
-        return restore_state_flow(cls, dir_path, adata, load_model_dir, _config_from_dict)
+        self.representation = StateVector(self.config.representation).load_state_dict(saved["representation"])
+        self.library = LogNormalLibrary().load_state_dict(saved["library"])
+        load_backbone_weights(self.backbone, tensors, "backbone")

@@ -32,6 +32,21 @@ class OptimConfig:
     grad_clip: float = 1.0
 
 
+def adamw_warmup_cosine(params, optim: OptimConfig, total_steps: int) -> dict:
+    """AdamW with linear warm-up then cosine decay, stepped per batch (Lightning's optimiser dict)."""
+    opt = torch.optim.AdamW(params, lr=optim.lr, weight_decay=optim.weight_decay)
+    warmup, total, floor = optim.warmup_steps, max(int(total_steps), 1), optim.min_lr_ratio
+
+    def schedule(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = min((step - warmup) / max(total - warmup, 1), 1.0)
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+    return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
 class FlowTrainingPlan(L.LightningModule):
     """Trains ``backbone`` with ``objective``; keeps an EMA copy used for sampling."""
 
@@ -67,14 +82,4 @@ class FlowTrainingPlan(L.LightningModule):
         self.ema.update(self.backbone)
 
     def configure_optimizers(self):
-        opt = torch.optim.AdamW(self.backbone.parameters(), lr=self.optim.lr, weight_decay=self.optim.weight_decay)
-        warmup, total, floor = self.optim.warmup_steps, self.total_steps, self.optim.min_lr_ratio
-
-        def schedule(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / warmup
-            progress = min((step - warmup) / max(total - warmup, 1), 1.0)
-            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
-
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        return adamw_warmup_cosine(self.backbone.parameters(), self.optim, self.total_steps)

@@ -1,0 +1,224 @@
+"""What every exprflow generator shares: AnnData set-up, config handling, generation loop, save/load.
+
+A concrete model (``StateFlow``, ``LatentFlow``) supplies five hooks::
+
+    _fit_representation()            fit data-dependent parts on self.data (train split)
+    _build_networks(n_conditions)    create the torch modules from self.config
+    _generate_chunk(codes, n, ...)   one chunk of generated cells as a CSR count matrix
+    _extra_state() / _load_extra(saved, tensors)   what save/load add to the shared fields
+    _tensors()                       the flat dict of weights to save
+
+so the scverse-style contract (``setup_anndata / train / generate / save / load``) is written once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
+from dataclasses import asdict, fields, is_dataclass, replace
+from typing import ClassVar
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from anndata import AnnData
+
+from exprflow import __version__
+from exprflow.data import prepare_counts, read_adata
+from exprflow.errors import ExprflowInputError
+from exprflow.flows import guided_velocity
+from exprflow.models.output import generated_adata, resolve_conditions
+from exprflow.models.persistence import load_model_dir, save_model_dir
+from exprflow.models.setup import AnnDataSetup, recall_setup, remember_setup
+from exprflow.sampling import integrate
+
+logger = logging.getLogger(__name__)
+
+
+def chunks_by_condition(order: np.ndarray, codes: np.ndarray | None, batch_size: int):
+    """Slices of ``order`` of at most ``batch_size`` cells, never mixing condition levels."""
+    bounds = [0, len(order)]
+    if codes is not None:
+        sorted_codes = codes[order]
+        bounds = [0, *np.flatnonzero(np.diff(sorted_codes)) + 1, len(order)]
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        for start in range(lo, hi, batch_size):
+            yield order[start : min(start + batch_size, hi)]
+
+
+def _coerce_nested(config_cls: type, d: dict) -> dict:
+    """Turn dict values of nested-dataclass fields (e.g. ``optim``) back into their dataclasses."""
+    out = dict(d)
+    for f in fields(config_cls):
+        default = f.default
+        if isinstance(out.get(f.name), dict) and is_dataclass(default):
+            out[f.name] = type(default)(**out[f.name])
+    return out
+
+
+def config_from_dict(config_cls: type, d: dict):
+    """Rebuild a (possibly nested) frozen config dataclass from its ``asdict`` form."""
+    return config_cls(**_coerce_nested(config_cls, d))
+
+
+class FlowModel:
+    """Base of the user-facing generators (see module docstring)."""
+
+    config_cls: ClassVar[type]
+
+    def __init__(self, adata: AnnData | str, layer: str | None = None, condition_key: str | None = None, **config) -> None:
+        adata = read_adata(adata)
+        setup = recall_setup(adata) or AnnDataSetup(layer=layer, condition_key=condition_key)
+        if layer is not None or condition_key is not None:
+            setup = AnnDataSetup(layer=layer or setup.layer, condition_key=condition_key or setup.condition_key)
+        self.setup = setup
+        self.config = self._make_config(config)
+        self.data = prepare_counts(adata, layer=setup.layer, condition_key=setup.condition_key, require_counts=True)
+        self.var_names = list(self.data.var_names)
+        self.levels = self.data.condition_levels
+        self.train_codes = self.data.conditions
+        self._fit_representation()
+        self._build_networks(self.n_conditions)
+        self.plan = None
+        self.history: list = []
+        self.train_seconds: float | None = None
+        self.is_trained = False
+
+    @property
+    def n_conditions(self) -> int:
+        return len(self.levels) if self.levels else 0
+
+    @classmethod
+    def _make_config(cls, overrides: dict):
+        base = cls.config_cls()
+        unknown = set(overrides) - set(asdict(base))
+        if unknown:
+            raise ExprflowInputError(
+                f"Unknown {cls.__name__} option(s) {sorted(unknown)}; valid: {sorted(asdict(base))}."
+            )
+        return replace(base, **_coerce_nested(cls.config_cls, overrides))
+
+    @classmethod
+    def setup_anndata(cls, adata: AnnData, layer: str | None = None, condition_key: str | None = None) -> None:
+        """Remember which layer holds counts and which obs column is the condition (adata is not modified)."""
+        prepare_counts(adata, layer=layer, condition_key=condition_key, require_counts=True)  # validate now
+        remember_setup(adata, AnnDataSetup(layer=layer, condition_key=condition_key))
+
+    # ------------------------------------------------------------------ hooks
+    def _fit_representation(self) -> None:
+        raise NotImplementedError
+
+    def _build_networks(self, n_conditions: int) -> None:
+        raise NotImplementedError
+
+    def _generate_chunk(self, codes: np.ndarray | None, n: int, *, n_steps: int, solver: str, guidance: float,
+                        generator: torch.Generator, rng: np.random.Generator) -> sp.csr_matrix:
+        raise NotImplementedError
+
+    def _extra_state(self) -> dict:
+        return {}
+
+    def _load_extra(self, saved: dict, tensors: dict[str, torch.Tensor]) -> None:
+        return None
+
+    def _tensors(self) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------ generation
+    def _ema_weights(self):
+        return nullcontext() if self.plan is None else self.plan.ema.swap(self.backbone)
+
+    @torch.no_grad()
+    def sample_states(self, codes: np.ndarray | None, n: int, *, n_steps: int, solver: str, guidance: float,
+                      generator: torch.Generator) -> tuple[torch.Tensor, int]:
+        """Integrate the flow for ``n`` cells; returns the flow's states and the number of function evaluations."""
+        x0 = torch.randn(n, self.backbone.dim, generator=generator)
+        cond = None if codes is None else torch.as_tensor(codes, dtype=torch.long)
+        self.backbone.eval()
+        with self._ema_weights():
+            velocity = guided_velocity(self.backbone, cond, guidance)
+            result = integrate(velocity, x0, solver=solver, n_steps=n_steps)
+        return result.x, result.nfe
+
+    def generate(
+        self,
+        n_cells: int | None = None,
+        conditions: Mapping[str, int] | Sequence[str] | str | None = None,
+        n_steps: int = 16,
+        solver: str = "euler",
+        guidance: float = 1.0,
+        seed: int = 0,
+        batch_size: int = 8192,
+    ) -> AnnData:
+        """Generate cells as an AnnData (integer sparse counts, conditions in obs, provenance in uns).
+
+        ``conditions``: a mapping level -> number of cells, one level per cell, or one level with
+        ``n_cells``; with ``n_cells`` only, levels follow their training frequencies.
+        """
+        if not self.is_trained:
+            raise ExprflowInputError("The model is not trained yet: call train() (or load a trained model) first.")
+        rng = np.random.default_rng(seed)
+        gen = torch.Generator().manual_seed(seed)
+        n, codes = resolve_conditions(n_cells, conditions, self.levels, self.train_codes, rng)
+        # Cells are generated one condition level at a time (then put back in request order): every
+        # cell of a chunk shares its (t, cond) modulation, which the backbone then broadcasts.
+        order = np.arange(n) if codes is None else np.argsort(codes, kind="stable")
+        chunks, self._last_nfe, start = [], 0, time.perf_counter()
+        for idx in chunks_by_condition(order, codes, batch_size):
+            sl = None if codes is None else codes[idx]
+            chunks.append(self._generate_chunk(sl, len(idx), n_steps=n_steps, solver=solver, guidance=guidance,
+                                               generator=gen, rng=rng))
+        seconds = time.perf_counter() - start
+        counts = sp.vstack(chunks).tocsr()[np.argsort(order, kind="stable")]
+        provenance = {
+            "model": type(self).__name__, "version": __version__, "n_steps": n_steps, "solver": solver,
+            "nfe": self._last_nfe, "guidance": guidance, "seed": seed, "sampling_seconds": seconds,
+            "config": asdict(self.config),
+        }
+        return generated_adata(
+            counts, self.var_names, condition_key=self.setup.condition_key,
+            levels=self.levels, codes=codes, provenance=provenance,
+        )
+
+    # ----------------------------------------------------------- persistence
+    def save(self, dir_path: str, overwrite: bool = False) -> None:
+        """Save to a directory (``config.json`` + ``weights.pt``), atomically."""
+        if not self.is_trained:
+            raise ExprflowInputError("Nothing to save: the model is not trained.")
+        config = {
+            "model": type(self).__name__, "exprflow_version": __version__, "torch_version": torch.__version__,
+            "config": asdict(self.config), "setup": asdict(self.setup), "var_names": self.var_names,
+            "condition_levels": self.levels,
+            "train_condition_counts": None if self.train_codes is None else np.bincount(
+                self.train_codes, minlength=len(self.levels)).tolist(),
+            "train_seconds": self.train_seconds, "history": self.history, **self._extra_state(),
+        }
+        save_model_dir(dir_path, config, self._tensors(), overwrite=overwrite)
+
+    @classmethod
+    def load(cls, dir_path: str, adata: AnnData | None = None):
+        """Load a saved model; with ``adata``, check that its genes match the model's."""
+        from exprflow.models.restore import check_genes
+
+        saved, tensors = load_model_dir(dir_path)
+        if saved.get("model") != cls.__name__:
+            raise ExprflowInputError(f"{dir_path} holds a {saved.get('model')!r} model, not a {cls.__name__}.")
+        if adata is not None:
+            check_genes(saved["var_names"], adata)
+        self = cls.__new__(cls)
+        self.config = config_from_dict(cls.config_cls, saved["config"])
+        self.setup = AnnDataSetup(**saved["setup"])
+        self.var_names = list(saved["var_names"])
+        self.levels = saved["condition_levels"]
+        counts = saved.get("train_condition_counts")
+        self.train_codes = None if counts is None else np.repeat(np.arange(len(counts)), counts)
+        self.data = None
+        self.plan = None
+        self.history = saved.get("history", [])
+        self.train_seconds = saved.get("train_seconds")
+        self._build_networks(self.n_conditions)
+        self._load_extra(saved, tensors)
+        self.is_trained = True
+        return self
