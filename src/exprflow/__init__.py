@@ -20,6 +20,8 @@ logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 _LAZY = {
     "StateFlow": "exprflow.models",
+    "LatentFlow": "exprflow.models",
+    "LIKELIHOODS": "exprflow.distributions",
     "MODELS": "exprflow.models",
     "BACKBONES": "exprflow.backbones",
     "evaluate": "exprflow.metrics",

@@ -45,6 +45,7 @@ def cli(verbose: bool) -> None:
 
 def _model_options(f):
     from exprflow.backbones import BACKBONES
+    from exprflow.distributions import LIKELIHOODS
     from exprflow.models import MODELS
 
     f = click.option("--model", "model_name", default="state", show_default=True, type=click.Choice(MODELS.names()),
@@ -53,23 +54,51 @@ def _model_options(f):
                      help="Backbone network of the flow.")(f)
     f = click.option("--max-epochs", type=int, default=None, help="Training epochs (default: the model's step budget).")(f)
     f = click.option("--max-steps", type=int, default=None, help="Training steps (overrides the default budget).")(f)
-    f = click.option("--batch-size", type=int, default=256, show_default=True)(f)
+    f = click.option("--batch-size", type=int, default=None, help="Training batch size (default: the model's).")(f)
+    f = click.option("--flow-steps", type=int, default=None,
+                     help="Training steps of the latent flow (--model latent only; default 4000).")(f)
+    f = click.option("--likelihood", default=None, type=click.Choice(LIKELIHOODS.names()),
+                     help="Count likelihood of the VAE decoder (--model latent only; default nb).")(f)
     f = click.option("--seed", type=int, default=0, show_default=True)(f)
     f = click.option("--overwrite", is_flag=True, help="Replace an existing output directory.")(f)
     return f
+
+
+def _model_kwargs(model_name: str, backbone: str, likelihood: str | None) -> dict:
+    """Constructor options from the CLI flags (``--likelihood`` belongs to the latent model only)."""
+    kwargs: dict = {"backbone": backbone}
+    if likelihood is not None:
+        if model_name != "latent":
+            raise ExprflowInputError(f"--likelihood applies to --model latent only (got --model {model_name}).")
+        kwargs["vae"] = {"likelihood": likelihood}
+    return kwargs
+
+
+def _train_kwargs(model_name, max_epochs, max_steps, batch_size, flow_steps, seed) -> dict:
+    kwargs = {"max_epochs": max_epochs, "max_steps": max_steps, "seed": seed}
+    if batch_size is not None:
+        kwargs["batch_size"] = batch_size
+    if flow_steps is not None:
+        if model_name != "latent":
+            raise ExprflowInputError(f"--flow-steps applies to --model latent only (got --model {model_name}).")
+        kwargs["flow_steps"] = flow_steps
+    return kwargs
 
 
 @cli.command()
 @click.option("--out", type=click.Path(path_type=Path), default=Path("runs/demo"), show_default=True,
               help="Run directory to write.")
 @_model_options
-def demo(out, model_name, backbone, max_epochs, max_steps, batch_size, seed, overwrite) -> None:
+def demo(out, model_name, backbone, likelihood, flow_steps, max_epochs, max_steps, batch_size, seed,
+         overwrite) -> None:
     """Train on the bundled PBMC3k data (cell-type conditional), generate the test split's cells, evaluate."""
     from exprflow.datasets import pbmc3k
     from exprflow.experiment import ExperimentSpec, run_experiment
 
-    spec = ExperimentSpec(model=model_name, model_kwargs={"backbone": backbone}, max_epochs=max_epochs,
-                          max_steps=max_steps, batch_size=batch_size, seed=seed)
+    train = _train_kwargs(model_name, max_epochs, max_steps, batch_size, flow_steps, seed)
+    spec = ExperimentSpec(model=model_name, model_kwargs=_model_kwargs(model_name, backbone, likelihood),
+                          max_epochs=max_epochs, max_steps=max_steps, batch_size=batch_size, seed=seed,
+                          train_kwargs={k: v for k, v in train.items() if k == "flow_steps"})
     summary = run_experiment(pbmc3k(), spec, out, condition_key="cell_type", overwrite=overwrite)
     _echo_summary(summary, out)
 
@@ -81,8 +110,8 @@ def demo(out, model_name, backbone, max_epochs, max_steps, batch_size, seed, ove
 @click.option("--condition-key", default=None, help="obs column to condition on (e.g. cell_type).")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Run directory to write.")
 @_model_options
-def fit(data_path, layer, condition_key, out, model_name, backbone, max_epochs, max_steps, batch_size, seed,
-        overwrite) -> None:
+def fit(data_path, layer, condition_key, out, model_name, backbone, likelihood, flow_steps, max_epochs, max_steps,
+        batch_size, seed, overwrite) -> None:
     """Train a model on all cells of --data and save it to OUT/model (with OUT/loss.png)."""
     import torch
 
@@ -92,10 +121,12 @@ def fit(data_path, layer, condition_key, out, model_name, backbone, max_epochs, 
 
     if out.exists() and not overwrite:
         raise ExprflowInputError(f"{out} already exists. Pass --overwrite or choose another --out directory.")
+    kwargs = _model_kwargs(model_name, backbone, likelihood)
+    train = _train_kwargs(model_name, max_epochs, max_steps, batch_size, flow_steps, seed)
     adata = read_adata(data_path)
     torch.manual_seed(seed)
-    model = MODELS.get(model_name)(adata, layer=layer, condition_key=condition_key, backbone=backbone)
-    model.train(max_epochs=max_epochs, max_steps=max_steps, batch_size=batch_size, seed=seed)
+    model = MODELS.get(model_name)(adata, layer=layer, condition_key=condition_key, **kwargs)
+    model.train(**train)
     out.mkdir(parents=True, exist_ok=True)
     model.save(out / "model", overwrite=overwrite)
     plot_loss_curve(model.history, out / "loss.png")

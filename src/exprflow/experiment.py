@@ -48,7 +48,8 @@ class ExperimentSpec:
     model_kwargs: dict = field(default_factory=dict)
     max_epochs: int | None = None
     max_steps: int | None = None
-    batch_size: int = 256
+    batch_size: int | None = None  # None: the model's default
+    train_kwargs: dict = field(default_factory=dict)  # model-specific, e.g. {"flow_steps": 4000}
     n_steps: int = 16
     solver: str = "euler"
     guidance: float = 1.0
@@ -89,8 +90,9 @@ def run_experiment(
     torch.manual_seed(spec.seed)
     model = model_cls(train, layer=layer, condition_key=condition_key, **spec.model_kwargs)
     cpu0, wall0 = _cpu_seconds(), time.perf_counter()
-    model.train(max_epochs=spec.max_epochs, max_steps=spec.max_steps, batch_size=spec.batch_size,
-                seed=spec.seed, progress_bar=progress_bar)
+    batch = {} if spec.batch_size is None else {"batch_size": spec.batch_size}
+    model.train(max_epochs=spec.max_epochs, max_steps=spec.max_steps, seed=spec.seed, progress_bar=progress_bar,
+                **batch, **spec.train_kwargs)
     train_wall, train_cpu = time.perf_counter() - wall0, _cpu_seconds() - cpu0
     if condition_key is not None:
         request = test.obs[condition_key].astype(str).value_counts().to_dict()

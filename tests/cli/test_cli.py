@@ -54,6 +54,18 @@ def test_fit_generate_evaluate_roundtrip(files):
     assert metrics["protocol_version"] == 1 and metrics["metrics"]["energy"] > 0
 
 
+def test_fit_latent_model_with_likelihood(files):
+    d = files
+    r = run("fit", "--data", d / "train.h5ad", "--condition-key", "cell_type", "--model", "latent",
+            "--likelihood", "zinb", "--max-steps", 30, "--flow-steps", 20, "--batch-size", 32, "--out", d / "lat")
+    assert r.exit_code == 0, r.output
+    cfg = json.loads((d / "lat" / "model" / "config.json").read_text())
+    assert cfg["model"] == "LatentFlow" and cfg["config"]["vae"]["likelihood"] == "zinb"
+    r = run("generate", d / "lat", "--n-cells", 12, "--out", d / "lat.h5ad", "--n-steps", 4)
+    assert r.exit_code == 0, r.output
+    assert ad.read_h5ad(d / "lat.h5ad").n_obs == 12
+
+
 def test_existing_output_needs_overwrite(files):
     d = files
     (d / "exists").mkdir(exist_ok=True)
@@ -69,6 +81,9 @@ def test_existing_output_needs_overwrite(files):
         (["fit", "--data", "{d}/train.h5ad", "--layer", "counts", "--out", "{d}/x3"], "counts"),
         (["fit", "--data", "{d}/missing.h5ad", "--out", "{d}/x4"], "does not exist"),
         (["generate", "{d}", "--n-cells", "5", "--out", "{d}/g.h5ad"], "no exprflow model"),
+        (["fit", "--data", "{d}/train.h5ad", "--likelihood", "nb", "--out", "{d}/x5"], "--model latent only"),
+        (["fit", "--data", "{d}/train.h5ad", "--flow-steps", "9", "--out", "{d}/x6"], "--model latent only"),
+        (["fit", "--data", "{d}/float.h5ad", "--model", "latent", "--out", "{d}/x7"], "layers['counts']"),
     ],
 )
 def test_user_errors_exit_2_without_traceback(files, args, needle):

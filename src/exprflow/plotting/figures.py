@@ -21,20 +21,35 @@ def _save(fig, path: str | os.PathLike) -> Path:
     return path
 
 
-def plot_loss_curve(history: list[tuple[int, float]], path: str | os.PathLike, title: str = "training loss") -> Path:
-    """Per-step loss (faint) and its moving average (bold) against the training step."""
+_YLABELS = {"flow": "flow-matching loss (MSE)", "vae": "VAE loss (-ELBO per cell)"}
+
+
+def _loss_panel(ax, history, ylabel: str, title: str) -> None:
     steps = np.array([h[0] for h in history], dtype=float)
     loss = np.array([h[1] for h in history], dtype=float)
-    fig, ax = plt.subplots(figsize=(5.5, 3.5))
     ax.plot(steps, loss, color="tab:blue", alpha=0.25, lw=0.8, label="per step")
     if loss.size >= 5:
         w = max(5, loss.size // 50)
         smooth = np.convolve(loss, np.ones(w) / w, mode="valid")
         ax.plot(steps[w - 1 :], smooth, color="tab:blue", lw=2, label=f"moving average ({w})")
+    if loss.size and loss.min() > 0 and loss.max() / loss.min() > 20:
+        ax.set_yscale("log")
     ax.set_xlabel("step")
-    ax.set_ylabel("flow-matching loss (MSE)")
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.legend(frameon=False)
+
+
+def plot_loss_curve(history: list | dict, path: str | os.PathLike, title: str = "training loss") -> Path:
+    """Per-step loss (faint) and its moving average (bold) against the training step.
+
+    ``history`` is a list of ``(step, loss, ...)`` or, for models trained in phases, a dict
+    phase -> such a list (one panel per phase, e.g. ``{"vae": ..., "flow": ...}``).
+    """
+    phases = history if isinstance(history, dict) else {"flow": history}
+    fig, axes = plt.subplots(1, len(phases), figsize=(5.5 * len(phases), 3.5), squeeze=False)
+    for ax, (name, hist) in zip(axes[0], phases.items()):
+        _loss_panel(ax, hist, _YLABELS.get(name, "loss"), title if len(phases) == 1 else f"{title}: {name}")
     return _save(fig, path)
 
 

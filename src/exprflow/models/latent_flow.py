@@ -1,0 +1,227 @@
+"""``LatentFlow``: rectified flow in the latent space of a count VAE (seed Option B, section 6).
+
+::
+
+    phase 1  count VAE:  log1p-normalised counts -> z (n_latent) -> NB / ZINB / Poisson(rho(z) * l)
+    phase 2  flow state  s = standardise([E q(z|x), log l])   (encoder means of the train cells, and
+             the cell's log library size as one more coordinate, so totals follow the cell state)
+             x0 ~ N(0, I);  v_theta(s_t, t, c) ~ s1 - s0   (any registered backbone, CFG by cond dropout)
+    sample   integrate the flow -> (z, log l) -> counts ~ p(x | z, l)   (or the decoder mean on request)
+
+With ``library="lognormal"`` the flow covers z only and the library size is drawn from a per-condition
+log-normal fitted on the train cells (:class:`~exprflow.representations.LogNormalLibrary`).
+
+Example::
+
+    LatentFlow.setup_anndata(adata, layer="counts", condition_key="cell_type")
+    model = LatentFlow(adata, vae={"likelihood": "zinb"})
+    model.train()                       # VAE, then flow: two progress phases
+    fake = model.generate(conditions={"B": 100, "NK": 50})
+    z = model.get_latent_representation(adata)
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from anndata import AnnData
+
+from exprflow.backbones import BACKBONES
+from exprflow.data import iter_dense_batches, prepare_counts
+from exprflow.errors import ExprflowInputError
+from exprflow.flows import RectifiedFlow
+from exprflow.models.base import FlowModel
+from exprflow.models.fit import fit_plan
+from exprflow.models.training import FlowTrainingPlan, OptimConfig
+from exprflow.models.vae_training import VAETrainingPlan
+from exprflow.representations import LogNormalLibrary
+from exprflow.representations.vae import CountVAE, VAEConfig
+
+logger = logging.getLogger(__name__)
+
+LIBRARY_MODELS = ("flow", "lognormal")
+DECODE_MODES = ("sample", "mean")
+
+
+@dataclass(frozen=True)
+class LatentFlowConfig:
+    """Everything that defines a LatentFlow (saved as ``config.json``)."""
+
+    vae: VAEConfig = VAEConfig()
+    vae_optim: OptimConfig = OptimConfig(lr=1e-3, weight_decay=1e-6, warmup_steps=0, min_lr_ratio=0.1, grad_clip=0.0)
+    backbone: str = "mlp"
+    backbone_kwargs: dict = field(default_factory=lambda: {"hidden": 256, "depth": 3})
+    time_sampler: str = "uniform"
+    coupling: str = "independent"
+    cond_dropout: float = 0.1
+    flow_optim: OptimConfig = OptimConfig()
+    library: str = "flow"
+    decode: str = "sample"
+
+
+class LatentFlow(FlowModel):
+    """Count VAE + rectified flow on its latent means; see the module docstring."""
+
+    config_cls = LatentFlowConfig
+
+    # ------------------------------------------------------------------ set-up
+    def _fit_representation(self) -> None:
+        c = self.config
+        if c.library not in LIBRARY_MODELS:
+            raise ExprflowInputError(f"library must be one of {LIBRARY_MODELS}, got {c.library!r}.")
+        if c.decode not in DECODE_MODES:
+            raise ExprflowInputError(f"decode must be one of {DECODE_MODES}, got {c.decode!r}.")
+        log_lib = np.log(self.data.library_size)
+        self.log_library_range = (float(log_lib.min()), float(log_lib.max()))
+        self.library = LogNormalLibrary().fit(self.data.library_size, self.data.conditions)
+        self.state_mean: np.ndarray | None = None
+        self.state_std: np.ndarray | None = None
+
+    @property
+    def state_dim(self) -> int:
+        return self.config.vae.n_latent + (1 if self.config.library == "flow" else 0)
+
+    def _build_networks(self, n_conditions: int) -> None:
+        self.vae = CountVAE(len(self.var_names), self.config.vae)
+        self.backbone = BACKBONES.get(self.config.backbone)(
+            dim=self.state_dim, n_conditions=n_conditions, **self.config.backbone_kwargs
+        )
+        self.objective = RectifiedFlow(
+            time_sampler=self.config.time_sampler, coupling=self.config.coupling, cond_dropout=self.config.cond_dropout
+        )
+
+    # ---------------------------------------------------------------- training
+    def train(
+        self,
+        max_epochs: int | None = None,
+        batch_size: int = 128,
+        max_steps: int | None = None,
+        flow_steps: int = 4000,
+        flow_batch_size: int = 256,
+        accelerator: str = "cpu",
+        devices: int | str = 1,
+        seed: int = 0,
+        progress_bar: bool = True,
+        log_dir: str | None = None,
+    ) -> "LatentFlow":
+        """Phase 1 trains the VAE (``max_epochs`` or ``max_steps``; default 400 epochs capped at 6,000
+        steps), phase 2 the flow on the encoder means (``flow_steps``)."""
+        if self.data is None:
+            raise ExprflowInputError("A loaded model cannot be trained again; build a new LatentFlow(adata).")
+        if max_epochs is None and max_steps is None:
+            steps_per_epoch = max(self.data.n_cells // min(batch_size, self.data.n_cells), 1)
+            max_steps = min(400 * steps_per_epoch, 6000)
+        common = dict(accelerator=accelerator, devices=devices, seed=seed, progress_bar=progress_bar, log_dir=log_dir)
+        start = time.perf_counter()
+        logger.info("phase 1/2: count VAE (%s likelihood, %d latent dims)", self.config.vae.likelihood,
+                    self.config.vae.n_latent)
+        self.vae_plan = VAETrainingPlan(self.vae, self.config.vae_optim)
+        fit_plan(self.vae_plan, self.data.X, None, batch_size=batch_size, max_epochs=max_epochs,
+                 max_steps=max_steps, **common)
+        self.vae_seconds = time.perf_counter() - start
+
+        logger.info("phase 2/2: rectified flow on the latent means (%d steps)", flow_steps)
+        states = self._fit_state_standardiser(self.data.X, self.data.library_size)
+        self.plan = FlowTrainingPlan(self.backbone, self.objective, lambda s: s, self.config.flow_optim, 0)
+        fit_plan(self.plan, states, self.data.conditions, batch_size=flow_batch_size, max_epochs=None,
+                 max_steps=flow_steps, **common)
+        self.train_seconds = time.perf_counter() - start
+        self.history = {"vae": list(self.vae_plan.history), "flow": list(self.plan.history)}
+        self.is_trained = True
+        return self
+
+    @torch.no_grad()
+    def _encode_means(self, X: sp.csr_matrix, batch_size: int = 1024) -> np.ndarray:
+        self.vae.eval()
+        out = np.empty((X.shape[0], self.config.vae.n_latent), dtype=np.float32)
+        for rows, block in iter_dense_batches(X, batch_size, shuffle=False):
+            out[rows] = self.vae.encode(torch.from_numpy(block))[0].numpy()
+        return out
+
+    def _fit_state_standardiser(self, X: sp.csr_matrix, library: np.ndarray) -> np.ndarray:
+        states = self._encode_means(X)
+        if self.config.library == "flow":
+            states = np.concatenate([states, np.log(library)[:, None].astype(np.float32)], axis=1)
+        self.state_mean = states.mean(0)
+        self.state_std = np.maximum(states.std(0), 1e-6)
+        return ((states - self.state_mean) / self.state_std).astype(np.float32)
+
+    # ------------------------------------------------------------ user API
+    def get_latent_representation(self, adata: AnnData | None = None, batch_size: int = 1024) -> np.ndarray:
+        """Encoder means ``E q(z | x)`` (cells x n_latent) of ``adata`` (default: the training cells)."""
+        if adata is None:
+            if self.data is None:
+                raise ExprflowInputError("Pass adata: a loaded model does not keep its training cells.")
+            X = self.data.X
+        else:
+            from exprflow.models.restore import check_genes
+
+            check_genes(self.var_names, adata)
+            prepare_counts(adata, layer=self.setup.layer, condition_key=None, require_counts=True)  # validates
+            raw = adata.layers[self.setup.layer] if self.setup.layer else adata.X
+            X = sp.csr_matrix(raw, dtype=np.float32)  # every cell, empty ones included (rows match adata)
+        return self._encode_means(X, batch_size)
+
+    @torch.no_grad()
+    def decode(self, z: np.ndarray, library: np.ndarray, sample: bool = True, seed: int = 0) -> np.ndarray:
+        """Counts (``sample=True``) or decoder means for latents ``z`` (cells x n_latent) and library sizes."""
+        self.vae.eval()
+        px = self.vae.decode(torch.as_tensor(z, dtype=torch.float32), torch.as_tensor(library, dtype=torch.float32))
+        if not sample:
+            return px.mean.numpy()
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            return px.sample().numpy()
+
+    # ---------------------------------------------------------- generation
+    def generate(self, *args, decode: str | None = None, **kwargs) -> AnnData:
+        """As :meth:`FlowModel.generate`; ``decode="mean"`` returns decoder means instead of sampled counts."""
+        mode = decode or self.config.decode
+        if mode not in DECODE_MODES:
+            raise ExprflowInputError(f"decode must be one of {DECODE_MODES}, got {mode!r}.")
+        self._decode_mode = mode
+        return super().generate(*args, **kwargs)
+
+    def _generate_chunk(self, codes, n, *, n_steps, solver, guidance, generator, rng) -> sp.csr_matrix:
+        s, self._last_nfe = self.sample_states(codes, n, n_steps=n_steps, solver=solver, guidance=guidance,
+                                               generator=generator)
+        s = s.numpy() * self.state_std + self.state_mean
+        z = s[:, : self.config.vae.n_latent]
+        if self.config.library == "flow":
+            library = np.exp(np.clip(s[:, -1], *self.log_library_range))
+        else:
+            library = self.library.sample(n, codes, rng)
+        mode = getattr(self, "_decode_mode", self.config.decode)
+        values = self.decode(z, library, sample=mode == "sample", seed=int(rng.integers(2**31)))
+        return sp.csr_matrix(values.astype(np.int32 if mode == "sample" else np.float32))
+
+    # ---------------------------------------------------------- persistence
+    def _extra_state(self) -> dict:
+        return {
+            "library": self.library.state_dict(), "log_library_range": list(self.log_library_range),
+            "state_mean": self.state_mean.tolist(), "state_std": self.state_std.tolist(),
+            "vae_seconds": getattr(self, "vae_seconds", None),
+        }
+
+    def _tensors(self) -> dict[str, torch.Tensor]:
+        tensors = {f"vae.{k}": v for k, v in self.vae.state_dict().items()}
+        tensors.update({f"backbone.{k}": v for k, v in self.backbone.state_dict().items()})
+        if self.plan is not None:
+            tensors.update({f"ema.{k}": v for k, v in self.plan.ema.shadow.items()})
+        return tensors
+
+    def _load_extra(self, saved: dict, tensors: dict[str, torch.Tensor]) -> None:
+        from exprflow.models.restore import load_backbone_weights
+
+        self.library = LogNormalLibrary().load_state_dict(saved["library"])
+        self.log_library_range = tuple(saved["log_library_range"])
+        self.state_mean = np.asarray(saved["state_mean"], dtype=np.float32)
+        self.state_std = np.asarray(saved["state_std"], dtype=np.float32)
+        self.vae_seconds = saved.get("vae_seconds")
+        load_backbone_weights(self.vae, {k: v for k, v in tensors.items() if k.startswith("vae.")}, "vae")
+        load_backbone_weights(self.backbone, {k: v for k, v in tensors.items() if not k.startswith("vae.")}, "backbone")

@@ -1,0 +1,128 @@
+"""Count VAE (seed Option B, section 6): an encoder to a small latent, a count-likelihood decoder.
+
+::
+
+    encoder   log1p(x / l * 1e4) -> MLP -> (q_mu, q_logvar)            (library-size invariant input)
+    latent    z = q_mu + exp(q_logvar / 2) * eps       (or z = q_mu: a deterministic autoencoder)
+    decoder   z -> MLP -> rho = softmax(.) over genes  (per-gene proportions)
+              mu = rho * l                               (NB / ZINB / Poisson mean; l = library size)
+              theta = exp(log_theta_g)                   (gene-wise inverse dispersion, learned)
+              zi_logits = linear(.)                      (ZINB only)
+    loss      -log p(x | mu, theta, zi) + beta * KL(q(z|x) || N(0, I))
+
+The structure follows scVI (Lopez et al. 2018): observed library size during training, proportions
+from a softmax, gene-wise dispersion. ``log_theta`` is clamped to [-10, 12] when used so that an
+all-zero gene (whose maximum-likelihood dispersion is unbounded) cannot drive it to inf/NaN.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.distributions import Distribution
+
+from exprflow.distributions import LIKELIHOODS
+
+_LOG_THETA_RANGE = (-10.0, 12.0)
+_MIN_VAR = 1e-4
+
+
+@dataclass(frozen=True)
+class VAEConfig:
+    """Architecture and objective of the count VAE."""
+
+    n_latent: int = 10
+    n_hidden: int = 128
+    n_layers: int = 1
+    dropout: float = 0.1
+    likelihood: str = "nb"
+    deterministic: bool = False  # True: an autoencoder (z = q_mu, no KL term)
+    kl_weight: float = 1.0
+    kl_warmup_fraction: float = 0.75  # KL weight ramps 0 -> kl_weight over this fraction of training steps
+    target_sum: float = 1e4
+
+
+def _mlp(n_in: int, n_hidden: int, n_layers: int, dropout: float) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i in range(n_layers):
+        layers += [nn.Linear(n_in if i == 0 else n_hidden, n_hidden), nn.LayerNorm(n_hidden), nn.ReLU()]
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+    return nn.Sequential(*layers)
+
+
+@dataclass
+class VAEOutput:
+    """One forward pass: posterior parameters, the latent used and the decoded distribution."""
+
+    q_mu: Tensor
+    q_logvar: Tensor
+    z: Tensor
+    px: Distribution
+
+
+class CountVAE(nn.Module):
+    """Encoder/decoder pair of the count VAE (see module docstring). Pure PyTorch, no training logic."""
+
+    def __init__(self, n_genes: int, config: VAEConfig = VAEConfig()) -> None:
+        super().__init__()
+        self.config = config
+        self.likelihood = LIKELIHOODS.get(config.likelihood)
+        c = config
+        self.encoder = _mlp(n_genes, c.n_hidden, c.n_layers, c.dropout)
+        self.q_mu = nn.Linear(c.n_hidden, c.n_latent)
+        self.q_logvar = nn.Linear(c.n_hidden, c.n_latent)
+        self.decoder = _mlp(c.n_latent, c.n_hidden, c.n_layers, 0.0)
+        self.rho_logits = nn.Linear(c.n_hidden, n_genes)
+        self.log_theta = nn.Parameter(torch.zeros(n_genes))
+        self.zi_logits = nn.Linear(c.n_hidden, n_genes) if self.likelihood.needs_dropout else None
+
+    # ------------------------------------------------------------------ encoder
+    def normalise(self, counts: Tensor) -> Tensor:
+        """``log1p(counts / library * target_sum)`` (cells with zero library map to zeros)."""
+        library = counts.sum(-1, keepdim=True).clamp_min(1.0)
+        return torch.log1p(counts / library * self.config.target_sum)
+
+    def encode(self, counts: Tensor) -> tuple[Tensor, Tensor]:
+        """Posterior mean and log-variance of ``q(z | x)`` for a batch of count rows ``(B, G)``."""
+        h = self.encoder(self.normalise(counts))
+        return self.q_mu(h), self.q_logvar(h)
+
+    # ------------------------------------------------------------------ decoder
+    def decode(self, z: Tensor, library: Tensor) -> Distribution:
+        """The count distribution ``p(x | z, l)``; ``library`` is the total count, shape ``(B,)`` or ``(B, 1)``."""
+        h = self.decoder(z)
+        rho = F.softmax(self.rho_logits(h), dim=-1)
+        mu = rho * library.reshape(-1, 1)
+        theta = torch.exp(self.log_theta.clamp(*_LOG_THETA_RANGE)).expand_as(mu)
+        zi = self.zi_logits(h) if self.zi_logits is not None else None
+        return self.likelihood.build(mu, theta, zi)
+
+    def proportions(self, z: Tensor) -> Tensor:
+        """Decoded per-gene proportions ``rho`` (rows sum to 1)."""
+        return F.softmax(self.rho_logits(self.decoder(z)), dim=-1)
+
+    # ------------------------------------------------------------------ objective
+    def forward(self, counts: Tensor) -> VAEOutput:
+        q_mu, q_logvar = self.encode(counts)
+        if self.config.deterministic:
+            z = q_mu
+        else:
+            std = torch.sqrt(torch.exp(q_logvar) + _MIN_VAR)
+            z = q_mu + std * torch.randn_like(std) if self.training else q_mu
+        return VAEOutput(q_mu, q_logvar, z, self.decode(z, counts.sum(-1)))
+
+    def loss(self, counts: Tensor, kl_weight: float) -> tuple[Tensor, dict[str, Tensor]]:
+        """Mean over cells of ``-log p(x|z) + kl_weight * KL``; also returns the parts for logging."""
+        out = self(counts)
+        recon = -out.px.log_prob_rowsum(counts)
+        if self.config.deterministic:
+            kl = torch.zeros_like(recon)
+        else:
+            var = torch.exp(out.q_logvar) + _MIN_VAR
+            kl = 0.5 * (out.q_mu.square() + var - torch.log(var) - 1.0).sum(-1)
+        loss = (recon + kl_weight * kl).mean()
+        return loss, {"recon": recon.mean().detach(), "kl": kl.mean().detach()}

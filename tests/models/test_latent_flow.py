@@ -1,0 +1,148 @@
+"""LatentFlow specifics: the count VAE phase, latents, decoding, library sizes, bad input.
+
+The shared contract (generate/save/load/errors) is in test_model_contract.py.
+"""
+
+import logging
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from exprflow.errors import ExprflowInputError
+from exprflow.models import LatentFlow
+
+SMALL = {"backbone_kwargs": {"hidden": 64, "depth": 2}, "vae": {"n_hidden": 64, "n_latent": 4}}
+
+
+def _profile(x: np.ndarray) -> np.ndarray:
+    return np.log1p(x / np.maximum(x.sum(1, keepdims=True), 1) * 1e4).mean(0)
+
+
+@pytest.fixture(scope="module")
+def trained():
+    from synthetic import make_counts_adata
+
+    adata = make_counts_adata(n_cells=300, n_genes=40, seed=4)
+    model = LatentFlow(adata, condition_key="cell_type", **SMALL)
+    model.train(max_steps=400, batch_size=64, flow_steps=400, progress_bar=False)
+    return adata, model
+
+
+def test_both_phases_learn(trained):
+    _, model = trained
+    for phase in ("vae", "flow"):
+        losses = np.array([h[1] for h in model.history[phase]])
+        assert np.isfinite(losses).all()
+        assert losses[-30:].mean() < losses[:30].mean(), phase
+
+
+def test_generated_types_match_their_real_profiles(trained):
+    adata, model = trained
+    gen = model.generate(conditions={f"type{k}": 150 for k in range(3)}, n_steps=16, seed=2)
+    real = adata.X.toarray()
+    real_prof = {k: _profile(real[(adata.obs.cell_type == f"type{k}").to_numpy()]) for k in range(3)}
+    for k in range(3):
+        g = _profile(gen[(gen.obs.cell_type == f"type{k}").to_numpy()].X.toarray())
+        assert int(np.argmin([np.linalg.norm(g - real_prof[j]) for j in range(3)])) == k
+
+
+def test_generated_library_sizes_are_realistic(trained):
+    adata, model = trained
+    gen = model.generate(n_cells=300, seed=3)
+    real_lib = np.asarray(adata.X.sum(1)).ravel()
+    gen_lib = np.asarray(gen.X.sum(1)).ravel()
+    assert 0.67 < np.median(gen_lib) / np.median(real_lib) < 1.5
+    assert 0.5 < np.std(np.log(gen_lib)) / np.std(np.log(real_lib)) < 2.0
+
+
+def test_latent_representation_separates_types(trained):
+    adata, model = trained
+    z = model.get_latent_representation(adata)
+    assert z.shape == (adata.n_obs, 4) and np.isfinite(z).all()
+    labels = adata.obs.cell_type.to_numpy()
+    centroids = {t: z[labels == t].mean(0) for t in np.unique(labels)}
+    nearest = [min(centroids, key=lambda t: np.linalg.norm(row - centroids[t])) for row in z]
+    assert np.mean(np.array(nearest) == labels) > 0.9
+
+
+def test_decode_mean_and_sample(trained):
+    adata, model = trained
+    z = model.get_latent_representation(adata)[:50]
+    lib = np.full(50, 1000.0)
+    mean = model.decode(z, lib, sample=False)
+    assert mean.shape == (50, adata.n_vars) and np.allclose(mean.sum(1), 1000.0, rtol=1e-4)
+    counts = model.decode(z, lib, sample=True, seed=1)
+    assert np.array_equal(counts, np.round(counts)) and (counts >= 0).all()
+    assert np.array_equal(counts, model.decode(z, lib, sample=True, seed=1))
+    gen = model.generate(n_cells=20, decode="mean", seed=0)
+    assert not np.issubdtype(gen.X.dtype, np.integer) and (gen.X.data % 1 != 0).any()
+    with pytest.raises(ExprflowInputError, match="decode must be one of"):
+        model.generate(n_cells=2, decode="median")
+
+
+@pytest.mark.parametrize("likelihood", ["zinb", "poisson"])
+def test_other_likelihoods_train(counts_adata, likelihood):
+    model = LatentFlow(counts_adata, condition_key="cell_type", **{**SMALL, "vae": {**SMALL["vae"], "likelihood": likelihood}})
+    model.train(max_steps=30, batch_size=32, flow_steps=20, progress_bar=False)
+    assert (model.vae.zi_logits is not None) == (likelihood == "zinb")
+    out = model.generate(n_cells=10, n_steps=4)
+    assert np.isfinite(out.X.toarray()).all()
+
+
+def test_lognormal_library_and_deterministic_autoencoder(counts_adata):
+    model = LatentFlow(counts_adata, library="lognormal", **{**SMALL, "vae": {**SMALL["vae"], "deterministic": True}})
+    assert model.backbone.dim == 4  # no library coordinate in the flow state
+    model.train(max_steps=30, batch_size=32, flow_steps=20, progress_bar=False)
+    assert all(h[3] == 0.0 for h in model.history["vae"])  # no KL term
+    assert model.generate(n_cells=10, n_steps=4).n_obs == 10
+
+
+def test_unknown_likelihood_lists_choices(counts_adata):
+    with pytest.raises(ExprflowInputError, match="nb, poisson, zinb"):
+        LatentFlow(counts_adata, vae={"likelihood": "gaussian"})
+
+
+def test_all_zero_gene_keeps_dispersion_finite(counts_adata):
+    adata = counts_adata.copy()
+    X = adata.X.toarray()
+    X[:, 0] = 0
+    adata.X = sp.csr_matrix(X)
+    model = LatentFlow(adata, **SMALL)
+    model.train(max_steps=200, batch_size=32, flow_steps=10, progress_bar=False)
+    assert torch.isfinite(model.vae.log_theta).all()
+    out = model.generate(n_cells=50, n_steps=4)
+    per_gene = np.asarray(out.X.mean(0)).ravel()
+    assert per_gene[0] < 0.1 * per_gene[1:].mean()  # the all-zero gene is learned as (nearly) silent
+
+
+def test_zero_library_cells_are_dropped_with_a_log(counts_adata, caplog):
+    adata = counts_adata.copy()
+    X = adata.X.toarray()
+    X[:3] = 0
+    adata.X = sp.csr_matrix(X)
+    with caplog.at_level(logging.WARNING, logger="exprflow.data"):
+        model = LatentFlow(adata, **SMALL)
+    assert model.data.n_cells == adata.n_obs - 3
+    assert any("3" in r.getMessage() and "zero" in r.getMessage().lower() for r in caplog.records)
+
+
+def test_float_counts_error_names_the_layer(counts_adata):
+    bad = counts_adata.copy()
+    bad.layers["counts"] = bad.X.copy()
+    bad.X = bad.X.astype(np.float32)
+    bad.X.data = np.log1p(bad.X.data)
+    with pytest.raises(ExprflowInputError, match=r"adata\.X.*layers\['counts'\]"):
+        LatentFlow(bad)
+
+
+def test_loaded_model_cannot_retrain_but_encodes(trained, tmp_path):
+    adata, model = trained
+    model.save(tmp_path / "lf")
+    loaded = LatentFlow.load(tmp_path / "lf", adata=adata)
+    np.testing.assert_allclose(loaded.get_latent_representation(adata), model.get_latent_representation(adata), atol=1e-5)
+    with pytest.raises(ExprflowInputError, match="loaded model"):
+        loaded.train()
+    with pytest.raises(ExprflowInputError, match="Pass adata"):
+        loaded.get_latent_representation()
