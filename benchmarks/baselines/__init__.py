@@ -1,0 +1,1 @@
+"""Baseline generators scored beside exprflow's models in the benchmark tables."""
