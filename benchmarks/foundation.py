@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import resource
 import time
 from pathlib import Path
 
@@ -26,18 +25,9 @@ from exprflow.experiment import ExperimentSpec, run_experiment, split_adata
 from exprflow.io import write_text_atomic
 from exprflow.models import StateFlow
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-DATASETS = {
-    "pbmc3k": (SHARED / "pbmc3k_counts.h5ad", "cell_type"),
-    "kang2018_ifnb": (SHARED / "kang2018_ifnb.h5ad", "condition"),
-}
-ROW = ["w2", "mmd", "energy", "coverage"]
-RAW = ["c2st_knn", "c2st_lr", "dcr", "pearson_mean", "pearson_var", "pearson_zero_frac", "label_accuracy"]
+from bench_common import DATASETS, RATIOS, RAW, cpu_seconds, mean_sd as _ms
 
-
-def cpu_seconds() -> float:
-    u = resource.getrusage(resource.RUSAGE_SELF)
-    return u.ru_utime + u.ru_stime
+ROW = RATIOS
 
 
 def sampler_table(adata, condition_key: str, seed: int, max_steps: int | None) -> list[dict]:
@@ -89,11 +79,6 @@ def main() -> None:
 def _result(args, key: str, runs: list, samplers: list) -> dict:
     return {"dataset": args.dataset, "condition_key": key, "torch_threads": torch.get_num_threads(),
             "seeds": [r["spec"]["seed"] for r in runs], "runs": runs, "samplers": samplers}
-
-
-def _ms(values) -> str:
-    v = np.array([x for x in values if x is not None], dtype=float)
-    return "n/a" if v.size == 0 else f"{v.mean():.3f} ± {v.std(ddof=1) if v.size > 1 else 0:.3f}"
 
 
 def markdown(result: dict) -> str:

@@ -48,7 +48,7 @@ def _model_options(f):
     from exprflow.distributions import LIKELIHOODS
     from exprflow.models import MODELS
 
-    f = click.option("--model", "model_name", default="state", show_default=True, type=click.Choice(MODELS.names()),
+    f = click.option("--model", "model_name", default="latent", show_default=True, type=click.Choice(MODELS.names()),
                      help="Model (representation + objective).")(f)
     f = click.option("--backbone", default="mlp", show_default=True, type=click.Choice(BACKBONES.names()),
                      help="Backbone network of the flow.")(f)

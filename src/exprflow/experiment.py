@@ -44,7 +44,7 @@ logger = logging.getLogger(__name__)
 class ExperimentSpec:
     """What to run: the model by registry name, its options and the training budget."""
 
-    model: str = "state"
+    model: str = "latent"
     model_kwargs: dict = field(default_factory=dict)
     max_epochs: int | None = None
     max_steps: int | None = None

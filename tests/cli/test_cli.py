@@ -36,8 +36,8 @@ def files(tmp_path_factory):
 
 def test_fit_generate_evaluate_roundtrip(files):
     d = files
-    r = run("fit", "--data", d / "train.h5ad", "--condition-key", "cell_type", "--max-steps", 40,
-            "--batch-size", 32, "--out", d / "run")
+    r = run("fit", "--data", d / "train.h5ad", "--condition-key", "cell_type", "--model", "state",
+            "--max-steps", 40, "--batch-size", 32, "--out", d / "run")
     assert r.exit_code == 0, r.output
     assert (d / "run" / "model" / "config.json").exists() and (d / "run" / "loss.png").exists()
     r = run("generate", d / "run", "--like", d / "test.h5ad", "--out", d / "gen.h5ad", "--n-steps", 4)
@@ -81,8 +81,10 @@ def test_existing_output_needs_overwrite(files):
         (["fit", "--data", "{d}/train.h5ad", "--layer", "counts", "--out", "{d}/x3"], "counts"),
         (["fit", "--data", "{d}/missing.h5ad", "--out", "{d}/x4"], "does not exist"),
         (["generate", "{d}", "--n-cells", "5", "--out", "{d}/g.h5ad"], "no exprflow model"),
-        (["fit", "--data", "{d}/train.h5ad", "--likelihood", "nb", "--out", "{d}/x5"], "--model latent only"),
-        (["fit", "--data", "{d}/train.h5ad", "--flow-steps", "9", "--out", "{d}/x6"], "--model latent only"),
+        (["fit", "--data", "{d}/train.h5ad", "--model", "state", "--likelihood", "nb", "--out", "{d}/x5"],
+         "--model latent only"),
+        (["fit", "--data", "{d}/train.h5ad", "--model", "state", "--flow-steps", "9", "--out", "{d}/x6"],
+         "--model latent only"),
         (["fit", "--data", "{d}/float.h5ad", "--model", "latent", "--out", "{d}/x7"], "layers['counts']"),
     ],
 )

@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from torch.distributions import Distribution
 
 from exprflow.distributions import LIKELIHOODS
+from exprflow.errors import ExprflowInputError
 
 _LOG_THETA_RANGE = (-10.0, 12.0)
 _MIN_VAR = 1e-4
@@ -38,6 +39,7 @@ class VAEConfig:
     n_hidden: int = 128
     n_layers: int = 1
     dropout: float = 0.1
+    norm: str = "layer"  # "layer" | "batch" | "none": normalisation after each hidden linear layer
     likelihood: str = "nb"
     deterministic: bool = False  # True: an autoencoder (z = q_mu, no KL term)
     kl_weight: float = 1.0
@@ -45,10 +47,15 @@ class VAEConfig:
     target_sum: float = 1e4
 
 
-def _mlp(n_in: int, n_hidden: int, n_layers: int, dropout: float) -> nn.Sequential:
+_NORMS = {"layer": nn.LayerNorm, "batch": lambda n: nn.BatchNorm1d(n, momentum=0.01, eps=1e-3), "none": lambda n: nn.Identity()}
+
+
+def _mlp(n_in: int, n_hidden: int, n_layers: int, dropout: float, norm: str) -> nn.Sequential:
+    if norm not in _NORMS:
+        raise ExprflowInputError(f"VAE norm must be one of {sorted(_NORMS)}, got {norm!r}.")
     layers: list[nn.Module] = []
     for i in range(n_layers):
-        layers += [nn.Linear(n_in if i == 0 else n_hidden, n_hidden), nn.LayerNorm(n_hidden), nn.ReLU()]
+        layers += [nn.Linear(n_in if i == 0 else n_hidden, n_hidden), _NORMS[norm](n_hidden), nn.ReLU()]
         if dropout > 0:
             layers.append(nn.Dropout(dropout))
     return nn.Sequential(*layers)
@@ -72,10 +79,10 @@ class CountVAE(nn.Module):
         self.config = config
         self.likelihood = LIKELIHOODS.get(config.likelihood)
         c = config
-        self.encoder = _mlp(n_genes, c.n_hidden, c.n_layers, c.dropout)
+        self.encoder = _mlp(n_genes, c.n_hidden, c.n_layers, c.dropout, c.norm)
         self.q_mu = nn.Linear(c.n_hidden, c.n_latent)
         self.q_logvar = nn.Linear(c.n_hidden, c.n_latent)
-        self.decoder = _mlp(c.n_latent, c.n_hidden, c.n_layers, 0.0)
+        self.decoder = _mlp(c.n_latent, c.n_hidden, c.n_layers, 0.0, c.norm)
         self.rho_logits = nn.Linear(c.n_hidden, n_genes)
         self.log_theta = nn.Parameter(torch.zeros(n_genes))
         self.zi_logits = nn.Linear(c.n_hidden, n_genes) if self.likelihood.needs_dropout else None
