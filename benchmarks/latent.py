@@ -6,6 +6,7 @@ Usage::
     python benchmarks/latent.py --dataset kang2018_ifnb --scvi-epochs 12 --out ...
     python benchmarks/latent.py --dataset pbmc3k --rows latent:zinb latent:poisson --seeds 0 --out ...
     python benchmarks/latent.py --table benchmarks/results/latent_pbmc3k.json    # re-print a saved table
+    python benchmarks/latent.py --table RESULT.json --merge benchmarks/results/foundation_kang2018_ifnb.json=state
 
 Rows: ``latent:<likelihood>`` (LatentFlow with its defaults and that decoder likelihood), ``scvi``
 (scVI prior sampling, condition as scVI batch; needs the bench extra) and ``state`` (StateFlow with its
@@ -87,11 +88,17 @@ def main() -> None:
     parser.add_argument("--scvi-epochs", type=int, default=None, help="scVI epochs (default: scVI's heuristic)")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--table", type=Path, help="re-print the table of a saved result and exit")
+    parser.add_argument("--merge", nargs="+", default=[], metavar="JSON=ROW",
+                        help="with --table: add the runs of another result file (e.g. foundation.py's) as ROW")
     parser.add_argument("--worker", help=argparse.SUPPRESS)  # "row,seed": run one in this process
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
     if args.table:
-        print(markdown(json.loads(args.table.read_text())))  # noqa: T201 (a script's output)
+        result = json.loads(args.table.read_text())
+        for item in args.merge:
+            path, row = item.rsplit("=", 1)
+            result["runs"] += [{**run, "row": row} for run in json.loads(Path(path).read_text())["runs"]]
+        print(markdown(result))  # noqa: T201 (a script's output)
         return
     if args.worker:
         row, seed = args.worker.rsplit(",", 1)
