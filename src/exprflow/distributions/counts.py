@@ -103,6 +103,10 @@ class _CountDistribution(Distribution):
             self._validate_sample(value)
         return value.to(self.mu.dtype)
 
+    @property
+    def mean(self) -> Tensor:
+        return self.mu
+
     def log_prob_rowsum(self, value: Tensor) -> Tensor:
         """``log_prob(value).sum(-1)`` for a 2-D batch ``(cells, genes)``, cheaper on sparse counts.
 
@@ -120,10 +124,6 @@ class NegativeBinomial(_CountDistribution):
     def __init__(self, mu: Tensor, theta: Tensor, validate_args: bool | None = None) -> None:
         self.mu, self.theta = torch.broadcast_tensors(torch.as_tensor(mu), torch.as_tensor(theta))
         super().__init__(batch_shape=self.mu.shape, validate_args=validate_args)
-
-    @property
-    def mean(self) -> Tensor:
-        return self.mu
 
     @property
     def variance(self) -> Tensor:
@@ -211,10 +211,6 @@ class PoissonCounts(_CountDistribution):
     def __init__(self, mu: Tensor, validate_args: bool | None = None) -> None:
         self.mu = torch.as_tensor(mu)
         super().__init__(batch_shape=self.mu.shape, validate_args=validate_args)
-
-    @property
-    def mean(self) -> Tensor:
-        return self.mu
 
     @property
     def variance(self) -> Tensor:
