@@ -28,7 +28,7 @@ from anndata import AnnData
 from exprflow import __version__
 from exprflow.data import prepare_counts, read_adata
 from exprflow.errors import ExprflowInputError
-from exprflow.flows import guided_velocity
+from exprflow.flows import RectifiedFlow, guided_velocity
 from exprflow.models.output import generated_adata, resolve_conditions
 from exprflow.models.persistence import load_model_dir, save_model_dir
 from exprflow.models.setup import AnnDataSetup, recall_setup, remember_setup
@@ -125,6 +125,11 @@ class FlowModel:
 
     def _tensors(self) -> dict[str, torch.Tensor]:
         raise NotImplementedError
+
+    def _objective(self) -> RectifiedFlow:
+        """The rectified-flow objective from the config's ``time_sampler``, ``coupling`` and ``cond_dropout``."""
+        c = self.config
+        return RectifiedFlow(time_sampler=c.time_sampler, coupling=c.coupling, cond_dropout=c.cond_dropout)
 
     # ------------------------------------------------------------ generation
     def _ema_weights(self):

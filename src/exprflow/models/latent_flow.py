@@ -34,7 +34,6 @@ from anndata import AnnData
 from exprflow.backbones import BACKBONES
 from exprflow.data import iter_dense_batches, prepare_counts
 from exprflow.errors import ExprflowInputError
-from exprflow.flows import RectifiedFlow
 from exprflow.models.base import FlowModel
 from exprflow.models.fit import fit_plan
 from exprflow.models.training import FlowTrainingPlan, OptimConfig
@@ -102,9 +101,7 @@ class LatentFlow(FlowModel):
         self.backbone = BACKBONES.get(self.config.backbone)(
             dim=self.state_dim, n_conditions=n_conditions, **self.config.backbone_kwargs
         )
-        self.objective = RectifiedFlow(
-            time_sampler=self.config.time_sampler, coupling=self.config.coupling, cond_dropout=self.config.cond_dropout
-        )
+        self.objective = self._objective()
 
     # ---------------------------------------------------------------- training
     def train(

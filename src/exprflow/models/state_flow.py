@@ -25,7 +25,6 @@ import scipy.sparse as sp
 import torch
 
 from exprflow.backbones import BACKBONES
-from exprflow.flows import RectifiedFlow
 from exprflow.models.base import FlowModel
 from exprflow.models.fit import fit_plan
 from exprflow.models.training import FlowTrainingPlan, OptimConfig
@@ -61,9 +60,7 @@ class StateFlow(FlowModel):
         self.backbone = BACKBONES.get(self.config.backbone)(
             dim=len(self.var_names), n_conditions=n_conditions, **self.config.backbone_kwargs
         )
-        self.objective = RectifiedFlow(
-            time_sampler=self.config.time_sampler, coupling=self.config.coupling, cond_dropout=self.config.cond_dropout
-        )
+        self.objective = self._objective()
         if self.data is not None:
             logger.info(
                 "StateFlow: %d cells x %d genes, %d condition levels, backbone %s (%d parameters)",
