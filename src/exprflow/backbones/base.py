@@ -17,8 +17,12 @@ constructed from keyword arguments ``(dim, n_conditions, **hyperparameters)`` an
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+import pandas as pd
+import scipy.sparse as sp
 from torch import Tensor
 
 
@@ -30,3 +34,31 @@ class Backbone(Protocol):
     n_conditions: int
 
     def __call__(self, x: Tensor, t: Tensor, cond: Tensor | None = None) -> Tensor: ...
+
+
+@dataclass(frozen=True)
+class GeneContext:
+    """What a gene-aware backbone may learn from the training data before training starts.
+
+    Passed once to ``backbone.setup_genes(context)`` by models whose state is gene space (StateFlow),
+    never at load time: whatever a backbone derives from it (a gene order, per-gene statistics, gene
+    embeddings keyed by name) must live in its buffers or parameters, so it is saved with the weights.
+
+    Attributes:
+        var_names: gene names in the order of the state vector's coordinates.
+        var: the AnnData's ``var`` table (read only; never modified), same row order.
+        counts: raw counts of the TRAIN cells, CSR, cells x genes.
+        encode: the model's representation, counts -> state vectors (the backbone's input space).
+    """
+
+    var_names: list[str]
+    var: pd.DataFrame
+    counts: sp.csr_matrix
+    encode: Callable[[sp.csr_matrix], Tensor]
+
+
+@runtime_checkable
+class GeneAware(Protocol):
+    """A backbone that reads :class:`GeneContext` once before training (e.g. to fix a gene order)."""
+
+    def setup_genes(self, context: GeneContext) -> None: ...

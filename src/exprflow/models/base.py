@@ -79,6 +79,7 @@ class FlowModel:
         self.var_names = list(self.data.var_names)
         self.levels = self.data.condition_levels
         self.train_codes = self.data.conditions
+        self.var = adata.var  # read only (gene-aware backbones look up columns such as genomic position)
         self._fit_representation()
         self._build_networks(self.n_conditions)
         self.plan = None
@@ -220,6 +221,7 @@ class FlowModel:
         counts = saved.get("train_condition_counts")
         self.train_codes = None if counts is None else np.repeat(np.arange(len(counts)), counts)
         self.data = None
+        self.var = None
         self.plan = None
         self.history = saved.get("history", [])
         self.train_seconds = saved.get("train_seconds")

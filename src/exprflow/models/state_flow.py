@@ -25,6 +25,7 @@ import scipy.sparse as sp
 import torch
 
 from exprflow.backbones import BACKBONES
+from exprflow.backbones.base import GeneAware, GeneContext
 from exprflow.models.base import FlowModel
 from exprflow.models.fit import fit_plan
 from exprflow.models.training import FlowTrainingPlan, OptimConfig
@@ -61,6 +62,8 @@ class StateFlow(FlowModel):
             dim=len(self.var_names), n_conditions=n_conditions, **self.config.backbone_kwargs
         )
         self.objective = self._objective()
+        if self.data is not None and isinstance(self.backbone, GeneAware):
+            self.backbone.setup_genes(GeneContext(self.var_names, self.var, self.data.X, self.representation.encode))
         if self.data is not None:
             logger.info(
                 "StateFlow: %d cells x %d genes, %d condition levels, backbone %s (%d parameters)",
