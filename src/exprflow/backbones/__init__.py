@@ -8,6 +8,7 @@ from __future__ import annotations
 from exprflow.backbones.base import Backbone
 from exprflow.backbones.embeddings import ConditionEmbedding, TimeEmbedding, sinusoidal_embedding
 from exprflow.backbones.mlp import AdaLNZeroBlock, MLPBackbone, MLPBackboneConfig
+from exprflow.backbones.gene_sequence import GeneSequenceBackbone  # registers s4d, hyena, mamba, transformer
 from exprflow.backbones.registry import BACKBONES
 
 __all__ = [
@@ -15,6 +16,7 @@ __all__ = [
     "AdaLNZeroBlock",
     "Backbone",
     "ConditionEmbedding",
+    "GeneSequenceBackbone",
     "MLPBackbone",
     "MLPBackboneConfig",
     "TimeEmbedding",

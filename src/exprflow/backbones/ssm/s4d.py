@@ -1,0 +1,99 @@
+"""S4D: a diagonal state-space layer (Gu, Gupta, Goel & Re, "On the Parameterization and Initialization
+of Diagonal State Space Models", 2022), written from the paper.
+
+Each of the D channels is a linear time-invariant system with N/2 complex-conjugate pairs of diagonal
+states. With ZOH discretisation of step ``dt``::
+
+    A_n = -exp(log_A_real_n) + i * A_imag_n                         # S4D-Lin init: -1/2 + i pi n
+    dA_n = exp(dt * A_n),   dB_n = (exp(dt * A_n) - 1) / A_n       # (B = 1 absorbed into C)
+    K[l] = 2 Re( sum_n C_n dB_n dA_n^l ),   l = 0..L-1              # Vandermonde product
+
+and the layer output is the convolution ``y = K * u + D u``, computed by FFT in O(L log L).
+Bidirectional (``causal=False``): a second kernel runs from the end of the sequence backwards; both are
+placed in one two-sided kernel of length 2L so a single FFT convolution serves both directions.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from exprflow.backbones.sequence import MIXERS
+
+
+def fft_conv(u: Tensor, k: Tensor) -> Tensor:
+    """Convolve ``u (B, L, D)`` with per-channel kernels along L by FFT.
+
+    ``k``: ``(D, L)`` causal kernel (``y[i] = sum_{j<=i} k[i-j] u[j]``), or a ``(D, 2L)`` two-sided
+    circular kernel whose entry ``2L - m`` (``m >= 1``) weighs ``u[i + m]`` (the anti-causal part).
+    Zero padding to 2L makes the circular convolution linear. Computed in float32 (float64 stays).
+    """
+    L = u.shape[1]
+    n = 2 * L
+    dtype = torch.float64 if u.dtype == torch.float64 else torch.float32
+    u_f = torch.fft.rfft(u.to(dtype), n=n, dim=1)  # (B, L+1, D)
+    k_f = torch.fft.rfft(k.to(dtype), n=n, dim=-1).transpose(0, 1)  # (L+1, D)
+    y = torch.fft.irfft(u_f * k_f, n=n, dim=1)[:, :L]
+    return y.to(u.dtype)
+
+
+def two_sided_kernel(k_fwd: Tensor, k_bwd: Tensor) -> Tensor:
+    """``(D, L)`` forward and backward kernels -> the ``(D, 2L)`` kernel of :func:`fft_conv`.
+
+    Entry ``m < L`` is ``k_fwd[m]`` (weighs ``u[i - m]``), entry ``2L - m`` is ``k_bwd[m]`` for
+    ``m >= 1`` (weighs ``u[i + m]``); ``k_bwd[0]`` is dropped (lag 0 belongs to the forward kernel).
+    """
+    zero = torch.zeros_like(k_fwd[:, :1])
+    return torch.cat([k_fwd, zero, k_bwd[:, 1:].flip(-1)], dim=-1)
+
+
+class S4DKernel(nn.Module):
+    """The S4D convolution kernel of ``channels`` systems with ``state_dim`` (real) states each."""
+
+    def __init__(self, channels: int, state_dim: int = 64, dt_min: float = 1e-3, dt_max: float = 1e-1) -> None:
+        super().__init__()
+        half = max(state_dim // 2, 1)
+        log_dt = torch.rand(channels) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)
+        self.log_dt = nn.Parameter(log_dt)
+        self.log_A_real = nn.Parameter(torch.log(0.5 * torch.ones(channels, half)))
+        self.A_imag = nn.Parameter(math.pi * torch.arange(half).float().repeat(channels, 1))
+        C = torch.randn(channels, half, dtype=torch.cfloat) * math.sqrt(0.5)
+        self.C = nn.Parameter(torch.view_as_real(C))  # (D, N/2, 2): stored real for optimisers
+
+    def forward(self, L: int) -> Tensor:
+        """Kernel ``(channels, L)``, real."""
+        dt = torch.exp(self.log_dt)[:, None]  # (D, 1)
+        A = torch.complex(-torch.exp(self.log_A_real), self.A_imag)  # (D, N/2)
+        dtA = dt * A
+        C = torch.view_as_complex(self.C) * (torch.exp(dtA) - 1.0) / A  # C * dB
+        # Vandermonde: (D, N/2, L) powers dA^l = exp(l * dt A)
+        powers = torch.exp(dtA[:, :, None] * torch.arange(L, device=A.device)[None, None, :])
+        return 2.0 * torch.einsum("dn,dnl->dl", C, powers).real
+
+
+@MIXERS.register("s4d")
+class S4D(nn.Module):
+    """S4D sequence mixer ``(B, L, D) -> (B, L, D)``: FFT convolution with the S4D kernel, skip ``D u``,
+    GELU and a pointwise output projection (the S4D paper's layer)."""
+
+    def __init__(self, width: int, causal: bool = False, state_dim: int = 64, dt_min: float = 1e-3,
+                 dt_max: float = 1e-1) -> None:
+        super().__init__()
+        self.causal = causal
+        self.kernel_fwd = S4DKernel(width, state_dim, dt_min, dt_max)
+        self.kernel_bwd = None if causal else S4DKernel(width, state_dim, dt_min, dt_max)
+        self.D = nn.Parameter(torch.randn(width))
+        self.out_proj = nn.Linear(width, width)
+
+    def kernel(self, L: int) -> Tensor:
+        """``(D, L)`` causal kernel or ``(D, 2L)`` two-sided kernel (see :func:`fft_conv`)."""
+        k = self.kernel_fwd(L)
+        if self.kernel_bwd is None:
+            return k
+        return two_sided_kernel(k, self.kernel_bwd(L))
+
+    def forward(self, u: Tensor) -> Tensor:
+        y = fft_conv(u, self.kernel(u.shape[1])) + u * self.D
+        return self.out_proj(torch.nn.functional.gelu(y))
