@@ -10,6 +10,7 @@ from exprflow.backbones.embeddings import ConditionEmbedding, TimeEmbedding, sin
 from exprflow.backbones.mlp import AdaLNZeroBlock, MLPBackbone, MLPBackboneConfig
 from exprflow.backbones.gene_sequence import GeneSequenceBackbone  # registers s4d, hyena, mamba, transformer
 from exprflow.backbones.registry import BACKBONES
+from exprflow.backbones import sets, tokens  # noqa: F401,E402  (registers deepsets, set_transformer, rank_tokens, value_bins)
 
 __all__ = [
     "BACKBONES",
