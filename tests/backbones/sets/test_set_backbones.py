@@ -54,7 +54,7 @@ def test_deepsets_sparse_and_dense_paths_agree_and_sparse_cost_follows_detected_
     with torch.no_grad():
         dense = model.embed(x, 0.7, cond)
         rows_seen = []
-        hook = model.phi.register_forward_hook(lambda m, i, o: rows_seen.append(i[0].reshape(-1, i[0].shape[-1]).shape[0]))
+        hook = model.phi.register_forward_hook(lambda m, i, o: rows_seen.append(i[0].numel() // i[0].shape[-1]))
         sparse = model.embed_sparse(log1p, 0.7, cond)
         hook.remove()
     torch.testing.assert_close(sparse, dense, rtol=1e-4, atol=1e-5)

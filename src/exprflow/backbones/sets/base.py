@@ -21,7 +21,6 @@ import logging
 from collections.abc import Sequence
 
 import numpy as np
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 

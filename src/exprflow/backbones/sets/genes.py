@@ -69,7 +69,8 @@ def match_gene_panel(model_hashes: Tensor, names: Sequence[str], on_unknown: str
     names = [str(n) for n in names]
     if len(set(names)) != len(names):
         dup = sorted({n for n in names if names.count(n) > 1})
-        raise ExprflowInputError(f"The gene panel names {len(dup)} genes twice (e.g. {dup[:5]}); make var_names unique.")
+        raise ExprflowInputError(f"The gene panel names {len(dup)} genes twice (e.g. {dup[:5]}); "
+                                 "make var_names unique.")
     row_of = {int(h): i for i, h in enumerate(model_hashes.tolist())}
     hashes = gene_hash(names).tolist()
     rows = [row_of.get(int(h), -1) for h in hashes]

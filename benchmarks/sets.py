@@ -1,0 +1,253 @@
+"""Genes-as-a-set benchmark (issue 5): DeepSets, Set Transformer and the Geneformer / scGPT tokenizations
+against the MLP, as StateFlow backbones at matched parameter counts and training budgets.
+
+Usage::
+
+    python benchmarks/sets.py --dataset pbmc3k --seeds 0 1 2 --out benchmarks/results/sets_pbmc3k.json
+    python benchmarks/sets.py --dataset kang2018_ifnb --batch-size 64 --out benchmarks/results/sets_kang.json
+    python benchmarks/sets.py --table benchmarks/results/sets_pbmc3k.json          # re-print a saved table
+    python benchmarks/sets.py --cost --genes 2000 --out benchmarks/results/sets_cost.json
+
+Grid mode: every (backbone, seed) runs in its own child process (``bench_common.run_grid``): the
+EVALUATION.md split (seed 0), StateFlow with that backbone (width chosen so the parameter count is the
+closest to ``--params``), the same ``--max-steps`` and ``--batch-size`` for all rows, generation of the
+test split's cells and the protocol metrics; then a linear probe of cell type (logistic regression,
+accuracy and macro-F1 on the test split) from the frozen backbone's pooled embedding ``embed(x)`` of
+real cells at ``t = 1`` (for the MLP, which has no set embedding, the input of its output layer), with
+a PCA-50 probe of the same cells as reference.
+
+Cost mode (``--cost``): forward time of the DeepSets cell embedding, dense (``embed``, O(B x G)) vs
+the exact sparse path (``embed_sparse``, O(G + detected genes)), for cells with a growing number of
+detected genes, plus the dense forward of the other set backbones for reference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench_common import DATASETS, RATIOS, RAW, mean_sd as _ms, run_grid
+
+ROWS = ["deepsets", "set_transformer", "rank_tokens", "value_bins", "mlp"]
+#: cell-type labels for the probe (kang2018_ifnb: control cells only; NaN elsewhere)
+LABELS = {"pbmc3k": "cell_type", "kang2018_ifnb": "cell_type_kang2018", "mouse_bladder_han2018": "label_int"}
+WIDTHS = [16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512]
+BASE_KWARGS = {
+    "deepsets": {"phi_depth": 2, "rho_depth": 2, "gene_depth": 2},
+    "set_transformer": {"depth": 2, "heads": 4, "n_inducing": 16},
+    "rank_tokens": {"depth": 2, "heads": 4},
+    "value_bins": {"depth": 2, "heads": 4, "attention": "isab", "n_inducing": 16},  # SAB over G genes: O(G^2)
+    "mlp": {"depth": 3},
+}
+
+
+def n_parameters(name: str, dim: int, n_conditions: int, kwargs: dict) -> int:
+    """Parameter count of a backbone, built on the meta device (no memory)."""
+    import torch
+
+    from exprflow.backbones import BACKBONES
+
+    with torch.device("meta"):
+        model = BACKBONES.get(name)(dim=dim, n_conditions=n_conditions, **kwargs)
+    return sum(p.numel() for p in model.parameters())
+
+
+def matched_kwargs(name: str, dim: int, n_conditions: int, target: int) -> dict:
+    """Backbone kwargs whose parameter count is the closest to ``target`` over the width grid."""
+    best = min(WIDTHS, key=lambda w: abs(n_parameters(name, dim, n_conditions, {**BASE_KWARGS[name], "hidden": w})
+                                         - target))
+    return {**BASE_KWARGS[name], "hidden": best}
+
+
+def embeddings(model, adata, batch_size: int = 256) -> np.ndarray:
+    """Frozen pooled embeddings of real cells at ``t = 1`` (null condition), ``(n_cells, d)``."""
+    import torch
+
+    backbone = model.backbone.eval()
+    captured = []
+    hook = None
+    if not hasattr(backbone, "embed"):  # the MLP: the input of its output layer
+        hook = backbone.output_proj.register_forward_hook(lambda m, i, o: captured.append(i[0]))
+    out = []
+    with torch.no_grad(), model._ema_weights():
+        for start in range(0, adata.n_obs, batch_size):
+            x = model.representation.encode(adata.X[start : start + batch_size])
+            if hook is None:
+                out.append(backbone.embed(x))
+            else:
+                backbone(x, 1.0)
+                out.append(captured.pop())
+    if hook is not None:
+        hook.remove()
+    return torch.cat(out).numpy()
+
+
+def linear_probe(train_x, train_y, test_x, test_y) -> dict:
+    """Logistic-regression probe on standardised features: test accuracy and macro-F1."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import accuracy_score, f1_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(train_x, train_y)
+    pred = clf.predict(test_x)
+    return {"accuracy": float(accuracy_score(test_y, pred)), "macro_f1": float(f1_score(test_y, pred, average="macro"))}
+
+
+def probes(model, train, test, label_key: str) -> dict:
+    """Probe of cell type from the backbone's embedding and, as reference, from PCA-50 of log1p values."""
+    from sklearn.decomposition import PCA
+
+    from exprflow.representations import log_normalise
+
+    keep_tr = train.obs[label_key].notna().to_numpy()
+    keep_te = test.obs[label_key].notna().to_numpy()
+    tr, te = train[keep_tr], test[keep_te]
+    ytr, yte = tr.obs[label_key].astype(str).to_numpy(), te.obs[label_key].astype(str).to_numpy()
+    result = {"embedding": linear_probe(embeddings(model, tr), ytr, embeddings(model, te), yte)}
+    pca = PCA(50, random_state=0).fit(log_normalise(tr.X))
+    result["pca50"] = linear_probe(pca.transform(log_normalise(tr.X)), ytr, pca.transform(log_normalise(te.X)), yte)
+    return result
+
+
+def run_one(args, row: str, seed: int) -> dict:
+    """One (backbone, seed): train, generate, evaluate, probe (in this process)."""
+    import torch
+
+    from exprflow.data import read_adata
+    from exprflow.experiment import ExperimentSpec, run_experiment, split_adata
+    from exprflow.models import StateFlow
+
+    path, key = DATASETS[args.dataset]
+    adata = read_adata(path)
+    train, test = split_adata(adata, None, key, 0)
+    n_conditions = train.obs[key].astype(str).nunique()
+    if row == "rank_tokens":
+        BASE_KWARGS[row]["max_tokens"] = args.max_tokens
+    kwargs = matched_kwargs(row, adata.n_vars, n_conditions, args.params)
+    spec = ExperimentSpec(model="state", model_kwargs={"backbone": row, "backbone_kwargs": kwargs},
+                          max_steps=args.max_steps, batch_size=args.batch_size, seed=seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        summary = run_experiment(adata, spec, Path(tmp) / "run", condition_key=key, plots=False, progress_bar=False)
+        model = StateFlow.load(str(Path(tmp) / "run" / "model"))
+    result = {k: summary[k] for k in ("train_wall_s", "train_cpu_s", "generate_wall_s", "cells_per_s", "metrics")}
+    result.update(row=row, seed=seed, backbone_kwargs=kwargs, torch_threads=torch.get_num_threads(),
+                  n_parameters=sum(p.numel() for p in model.backbone.parameters()),
+                  probe=probes(model, train, test, LABELS[args.dataset]),
+                  peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    return result
+
+
+def cost(args) -> dict:
+    """DeepSets embedding time, dense vs sparse, against the number of detected genes per cell."""
+    import scipy.sparse as sp
+    import torch
+
+    from exprflow.backbones import BACKBONES
+
+    rng = np.random.default_rng(0)
+    g, b = args.genes, args.batch_size
+    models = {name: BACKBONES.get(name)(dim=g, n_conditions=0, **{**BASE_KWARGS[name], "hidden": 64}).eval()
+              for name in ROWS[:4]}
+    rows = []
+    for detected in [k for k in (16, 64, 256, 1024, 4096, 16384) if k <= g]:
+        cols = np.concatenate([rng.choice(g, detected, replace=False) for _ in range(b)])
+        values = sp.csr_matrix((rng.exponential(size=b * detected).astype(np.float32) + 0.1,
+                                (np.repeat(np.arange(b), detected), cols)), shape=(b, g))
+        x = torch.from_numpy(values.toarray())
+        row = {"detected": detected, "genes": g, "batch": b}
+        with torch.no_grad():
+            row["deepsets_sparse_ms_per_cell"] = _time(lambda: models["deepsets"].embed_sparse(values), b)
+            row["deepsets_dense_ms_per_cell"] = _time(lambda: models["deepsets"].embed(x), b)
+            for name in ROWS[1:4]:
+                row[f"{name}_forward_ms_per_cell"] = _time(lambda m=models[name]: m(x, 0.5), b)
+        logging.warning("%s", row)
+        rows.append(row)
+    return {"mode": "cost", "torch_threads": torch.get_num_threads(), "rows": rows}
+
+
+def _time(fn, batch: int, repeats: int = 3) -> float:
+    fn()  # warm-up
+    walls = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        walls.append(time.perf_counter() - start)
+    return 1000.0 * float(np.median(walls)) / batch
+
+
+def markdown(result: dict) -> str:
+    """Grid: a column per backbone (mean ± sd over seeds). Cost: a row per number of detected genes."""
+    if result.get("mode") == "cost":
+        keys = [k for k in result["rows"][0] if k.endswith("_ms_per_cell")]
+        lines = ["| detected genes | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
+        lines += [f"| {r['detected']} | " + " | ".join(f"{r[k]:.3f}" for k in keys) + " |" for r in result["rows"]]
+        return "\n".join(lines)
+    rows = list(dict.fromkeys(r["row"] for r in result["runs"]))
+    by = {row: [r for r in result["runs"] if r["row"] == row] for row in rows}
+    lines = [f"dataset {result['dataset']}, seeds {result['seeds']}, torch threads {result['torch_threads']}", "",
+             "| metric | " + " | ".join(rows) + " |", "|---|" + "---|" * len(rows)]
+
+    def line(label, get):
+        lines.append(f"| {label} | " + " | ".join(_ms(get(r) for r in by[row]) for row in rows) + " |")
+
+    for name in RATIOS:
+        line(f"{name} / floor", lambda r, n=name: r["metrics"]["ratio_to_floor"].get(n))
+    for name in RAW:
+        line(name, lambda r, n=name: r["metrics"]["metrics"].get(n))
+    for source in ("embedding", "pca50"):
+        for score in ("accuracy", "macro_f1"):
+            line(f"probe {score} ({source})", lambda r, s=source, k=score: r["probe"][s][k])
+    for name in ("n_parameters", "train_wall_s", "train_cpu_s", "peak_rss_mb"):
+        line(name, lambda r, n=name: r.get(n))
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", choices=sorted(DATASETS), default="pbmc3k")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--rows", nargs="+", default=ROWS, choices=ROWS)
+    parser.add_argument("--params", type=int, default=500_000, help="target parameter count of every backbone")
+    parser.add_argument("--max-steps", type=int, default=2000, help="training steps (same for every row)")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--max-tokens", type=int, default=2048,
+                        help="rank_tokens sequence cap (Geneformer: 2,048; attention cost grows as its square)")
+    parser.add_argument("--cost", action="store_true", help="time dense vs sparse DeepSets (no training)")
+    parser.add_argument("--genes", type=int, default=2000, help="--cost: genes in the panel")
+    parser.add_argument("--out", type=Path)
+    parser.add_argument("--table", type=Path, help="re-print the table of a saved result and exit")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)  # "row,seed": run one in this process
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
+    if args.table:
+        print(markdown(json.loads(args.table.read_text())))  # noqa: T201 (a script's output)
+        return
+    if args.worker:
+        row, seed = args.worker.rsplit(",", 1)
+        print(json.dumps(run_one(args, row, int(seed))))  # noqa: T201 (to the parent)
+        return
+    if args.cost:
+        from exprflow.io import write_text_atomic
+
+        result = cost(args)
+        if args.out is not None:
+            write_text_atomic(json.dumps(result, indent=2), args.out)
+    else:
+        result = {"dataset": args.dataset, "seeds": args.seeds, "torch_threads": None, "params": args.params,
+                  "max_steps": args.max_steps, "batch_size": args.batch_size, "max_tokens": args.max_tokens}
+        extra = ["--params", str(args.params), "--max-steps", str(args.max_steps), "--batch-size", str(args.batch_size),
+                 "--max-tokens", str(args.max_tokens)]
+        result = run_grid(__file__, args.dataset, args.rows, args.seeds, args.out, result, extra)
+    logging.warning("\n%s", markdown(result))
+
+
+if __name__ == "__main__":
+    main()
