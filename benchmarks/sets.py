@@ -40,7 +40,7 @@ ROWS = ["deepsets", "set_transformer", "rank_tokens", "value_bins", "mlp"]
 LABELS = {"pbmc3k": "cell_type", "kang2018_ifnb": "cell_type_kang2018", "mouse_bladder_han2018": "label_int"}
 WIDTHS = [16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512]
 BASE_KWARGS = {
-    "deepsets": {"phi_depth": 2, "rho_depth": 2, "gene_depth": 2},
+    "deepsets": {"depth": 2, "phi_depth": 2},
     "set_transformer": {"depth": 2, "heads": 4, "n_inducing": 16},
     "rank_tokens": {"depth": 2, "heads": 4},
     "value_bins": {"depth": 2, "heads": 4, "attention": "isab", "n_inducing": 16},  # SAB over G genes: O(G^2)

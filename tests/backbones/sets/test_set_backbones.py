@@ -139,3 +139,14 @@ def test_deepsets_rejects_wrong_panel_width():
     with pytest.raises(ValueError, match="columns"):
         model.embed_sparse(sp.csr_matrix((2, G - 1)))
     assert isinstance(model, DeepSetsBackbone)
+
+
+@pytest.mark.parametrize("name", SET_NAMES)
+def test_models_default_backbone_kwargs_build(name):
+    """``exprflow fit --backbone NAME`` passes the models' default kwargs (hidden, depth)."""
+    from exprflow.backbones import BACKBONES
+    from exprflow.models.state_flow import StateFlowConfig
+
+    with torch.device("meta"):
+        model = BACKBONES.get(name)(dim=2000, n_conditions=3, **StateFlowConfig().backbone_kwargs)
+    assert model.hidden == StateFlowConfig().backbone_kwargs["hidden"]

@@ -8,7 +8,7 @@ from exprflow.models import StateFlow
 from exprflow.representations.tokens import nonzero_medians
 
 SMALL = {
-    "deepsets": {"hidden": 16, "phi_depth": 1, "rho_depth": 1, "gene_depth": 1, "time_dim": 16},
+    "deepsets": {"hidden": 16, "depth": 1, "phi_depth": 1, "time_dim": 16},
     "set_transformer": {"hidden": 16, "depth": 1, "heads": 2, "n_inducing": 8, "time_dim": 16},
     "rank_tokens": {"hidden": 16, "depth": 1, "heads": 2, "max_tokens": 64, "time_dim": 16},
     "value_bins": {"hidden": 16, "depth": 1, "heads": 2, "attention": "isab", "n_inducing": 8, "time_dim": 16},

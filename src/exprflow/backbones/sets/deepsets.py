@@ -4,7 +4,7 @@
 
     tokens_g = e_g + V(u_g)                                # GeneEntityEncoder
     cell = rho(mean_g phi(tokens_g), c)                    # phi: MLP (no t, c); rho: adaLN-Zero blocks
-    z_g = tokens_g + W cell;  z_g = AdaLNZeroBlock(z_g, c) x gene_depth;  v_g = GeneHead(z_g, c)
+    z_g = tokens_g + W cell;  z_g = AdaLNZeroBlock(z_g, c) x depth;  v_g = GeneHead(z_g, c)
 
 ``phi`` sees neither time nor condition, so the pooled sum has an exact sparse form (``u_g = 0`` for
 undetected genes)::
@@ -35,29 +35,28 @@ class DeepSetsBackbone(GeneSetBackbone):
     Args:
         dim: number of genes; n_conditions: condition codes (code ``n_conditions`` is null).
         hidden: token / cell width.
+        depth: adaLN-Zero blocks of ``rho`` (on the pooled cell vector) and, as many again, of the
+            per-gene (equivariant) head.
         phi_depth: hidden layers of ``phi``.
-        rho_depth: adaLN-Zero blocks of ``rho`` (on the pooled cell vector).
-        gene_depth: adaLN-Zero blocks of the per-gene (equivariant) head.
         mlp_ratio: inner width of the blocks as a multiple of ``hidden``.
         time_dim: width of the sinusoidal time code; value_encoding: ``"fourier"`` or ``"linear"``.
     """
 
-    def __init__(self, dim: int, n_conditions: int = 0, hidden: int = 64, phi_depth: int = 2, rho_depth: int = 2,
-                 gene_depth: int = 2, mlp_ratio: float = 2.0, time_dim: int = 64,
-                 value_encoding: str = "fourier") -> None:
+    def __init__(self, dim: int, n_conditions: int = 0, hidden: int = 64, depth: int = 2, phi_depth: int = 2,
+                 mlp_ratio: float = 2.0, time_dim: int = 64, value_encoding: str = "fourier") -> None:
         super().__init__(dim, n_conditions, hidden, time_dim, value_encoding)
         layers: list[nn.Module] = []
         for _ in range(phi_depth):
             layers += [nn.Linear(hidden, hidden), nn.GELU()]
         self.phi = nn.Sequential(*layers, nn.Linear(hidden, hidden))
-        self.rho = nn.ModuleList(AdaLNZeroBlock(hidden, mlp_ratio) for _ in range(rho_depth))
+        self.rho = nn.ModuleList(AdaLNZeroBlock(hidden, mlp_ratio) for _ in range(depth))
         self.cell_to_gene = nn.Linear(hidden, hidden)
-        self.gene_blocks = nn.ModuleList(AdaLNZeroBlock(hidden, mlp_ratio) for _ in range(gene_depth))
+        self.gene_blocks = nn.ModuleList(AdaLNZeroBlock(hidden, mlp_ratio) for _ in range(depth))
 
     @classmethod
     def small_config(cls) -> dict:
         """Tiny hyperparameters for fast tests."""
-        return {"hidden": 16, "phi_depth": 1, "rho_depth": 1, "gene_depth": 1, "time_dim": 16}
+        return {"hidden": 16, "depth": 1, "phi_depth": 1, "time_dim": 16}
 
     def _rho(self, pooled: Tensor, c_act: Tensor) -> Tensor:
         for block in self.rho:
