@@ -21,12 +21,10 @@ import argparse
 import json
 import logging
 import resource
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-from bench_common import DATASETS, RATIOS, RAW, mean_sd as _ms
+from bench_common import DATASETS, grid_table, run_grid
 
 HERE = Path(__file__).resolve().parent
 def run_one(dataset: str, row: str, seed: int, scvi_epochs: int | None) -> dict:
@@ -62,22 +60,7 @@ def run_one(dataset: str, row: str, seed: int, scvi_epochs: int | None) -> dict:
 
 def markdown(result: dict) -> str:
     """One table: a column per row (model), mean ± sd over seeds."""
-    rows = list(dict.fromkeys(r["row"] for r in result["runs"]))
-    by = {row: [r for r in result["runs"] if r["row"] == row] for row in rows}
-    first = result["runs"][0]["metrics"] if result["runs"] else None
-    head = ["metric", *rows, "floor"]
-    lines = [f"dataset {result['dataset']}, seeds {result['seeds']}, torch threads {result['torch_threads']}", "",
-             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for name in RATIOS:
-        cells = [_ms(r["metrics"]["ratio_to_floor"].get(name) for r in by[row]) for row in rows]
-        lines.append(f"| {name} / floor | " + " | ".join(cells) + " | 1 |")
-    for name in RAW:
-        cells = [_ms(r["metrics"]["metrics"].get(name) for r in by[row]) for row in rows]
-        floor = _ms(r["metrics"]["floor"].get(name) for r in result["runs"]) if first else "n/a"
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {floor} |")
-    for name in ("train_wall_s", "train_cpu_s", "peak_rss_mb"):
-        lines.append(f"| {name} | " + " | ".join(_ms(r.get(name) for r in by[row]) for row in rows) + " | |")
-    return "\n".join(lines)
+    return grid_table(result, extra=[(n, lambda r, n=n: r.get(n)) for n in ("train_wall_s", "train_cpu_s", "peak_rss_mb")])
 
 
 def main() -> None:
@@ -104,34 +87,9 @@ def main() -> None:
         row, seed = args.worker.rsplit(",", 1)
         print(json.dumps(run_one(args.dataset, row, int(seed), args.scvi_epochs)))  # noqa: T201 (to the parent)
         return
-    from exprflow.io import write_text_atomic
-
-    result = {"dataset": args.dataset, "seeds": args.seeds, "torch_threads": None, "scvi_epochs": args.scvi_epochs,
-              "runs": []}
-    if args.out and args.out.exists():  # resume: keep finished runs
-        result["runs"] = json.loads(args.out.read_text())["runs"]
-    done = {(r["row"], r["seed"]) for r in result["runs"]}
-    for seed in args.seeds:
-        for row in args.rows:
-            if (row, seed) in done:
-                continue
-            cmd = [sys.executable, __file__, "--dataset", args.dataset, "--worker", f"{row},{seed}"]
-            if args.scvi_epochs is not None:
-                cmd += ["--scvi-epochs", str(args.scvi_epochs)]
-            start = time.perf_counter()
-            proc = subprocess.run(cmd, capture_output=True, text=True)
-            if proc.returncode != 0:
-                logging.warning("%s seed %d failed:\n%s", row, seed, proc.stderr[-3000:])
-                continue
-            run = json.loads(proc.stdout.strip().splitlines()[-1])
-            result["runs"].append(run)
-            result["torch_threads"] = run["torch_threads"]
-            m = run["metrics"]
-            logging.warning("%s seed %d: energy %.2fx floor, c2st_knn %.3f, train %.0f s (%.0f s in all)", row, seed,
-                            m["ratio_to_floor"]["energy"], m["metrics"]["c2st_knn"], run["train_wall_s"],
-                            time.perf_counter() - start)
-            if args.out:
-                write_text_atomic(json.dumps(result, indent=2), args.out)
+    result = {"dataset": args.dataset, "seeds": args.seeds, "torch_threads": None, "scvi_epochs": args.scvi_epochs}
+    extra = [] if args.scvi_epochs is None else ["--scvi-epochs", str(args.scvi_epochs)]
+    result = run_grid(__file__, args.dataset, args.rows, args.seeds, args.out, result, extra)
     logging.warning("\n%s", markdown(result))
 
 

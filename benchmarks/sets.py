@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench_common import DATASETS, RATIOS, RAW, mean_sd as _ms, run_grid
+from bench_common import DATASETS, grid_table, run_grid
 
 ROWS = ["deepsets", "set_transformer", "rank_tokens", "value_bins", "mlp"]
 #: cell-type labels for the probe (kang2018_ifnb: control cells only; NaN elsewhere)
@@ -190,24 +190,10 @@ def markdown(result: dict) -> str:
         lines = ["| detected genes | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
         lines += [f"| {r['detected']} | " + " | ".join(f"{r[k]:.3f}" for k in keys) + " |" for r in result["rows"]]
         return "\n".join(lines)
-    rows = list(dict.fromkeys(r["row"] for r in result["runs"]))
-    by = {row: [r for r in result["runs"] if r["row"] == row] for row in rows}
-    lines = [f"dataset {result['dataset']}, seeds {result['seeds']}, torch threads {result['torch_threads']}", "",
-             "| metric | " + " | ".join(rows) + " |", "|---|" + "---|" * len(rows)]
-
-    def line(label, get):
-        lines.append(f"| {label} | " + " | ".join(_ms(get(r) for r in by[row]) for row in rows) + " |")
-
-    for name in RATIOS:
-        line(f"{name} / floor", lambda r, n=name: r["metrics"]["ratio_to_floor"].get(n))
-    for name in RAW:
-        line(name, lambda r, n=name: r["metrics"]["metrics"].get(n))
-    for source in ("embedding", "pca50"):
-        for score in ("accuracy", "macro_f1"):
-            line(f"probe {score} ({source})", lambda r, s=source, k=score: r["probe"][s][k])
-    for name in ("n_parameters", "train_wall_s", "train_cpu_s", "peak_rss_mb"):
-        line(name, lambda r, n=name: r.get(n))
-    return "\n".join(lines)
+    extra = [(f"probe {score} ({source})", lambda r, s=source, k=score: r["probe"][s][k])
+             for source in ("embedding", "pca50") for score in ("accuracy", "macro_f1")]
+    extra += [(n, lambda r, n=n: r.get(n)) for n in ("n_parameters", "train_wall_s", "train_cpu_s", "peak_rss_mb")]
+    return grid_table(result, extra=extra)
 
 
 def main() -> None:

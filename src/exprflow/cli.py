@@ -52,6 +52,9 @@ def _model_options(f):
                      help="Model (representation + objective).")(f)
     f = click.option("--backbone", default="mlp", show_default=True, type=click.Choice(BACKBONES.names()),
                      help="Backbone network of the flow.")(f)
+    f = click.option("--backbone-kwargs", default=None, metavar="JSON",
+                     help='Backbone options as a JSON object, e.g. \'{"width": 64, "patch_size": 32}\' '
+                          '(replaces the model\'s default backbone options).')(f)
     f = click.option("--max-epochs", type=int, default=None, help="Training epochs (default: the model's step budget).")(f)
     f = click.option("--max-steps", type=int, default=None, help="Training steps (overrides the default budget).")(f)
     f = click.option("--batch-size", type=int, default=None, help="Training batch size (default: the model's).")(f)
@@ -64,9 +67,34 @@ def _model_options(f):
     return f
 
 
-def _model_kwargs(model_name: str, backbone: str, likelihood: str | None) -> dict:
+def _backbone_kwargs(backbone: str, text: str | None) -> dict | None:
+    """Parse and check ``--backbone-kwargs`` against the backbone's signature (clear errors, exit 2)."""
+    import inspect
+
+    from exprflow.backbones import BACKBONES
+
+    if text is None:
+        return None
+    try:
+        kwargs = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ExprflowInputError(f"--backbone-kwargs is not valid JSON ({exc.msg}); write e.g. '{{\"width\": 64}}'.")
+    if not isinstance(kwargs, dict):
+        raise ExprflowInputError("--backbone-kwargs must be a JSON object, e.g. '{\"width\": 64}'.")
+    params = inspect.signature(BACKBONES.get(backbone)).parameters
+    valid = sorted(set(params) - {"dim", "n_conditions", "self"})
+    unknown = sorted(set(kwargs) - set(valid))
+    if unknown:
+        raise ExprflowInputError(f"--backbone-kwargs: backbone {backbone!r} has no option(s) {unknown}; valid: {valid}.")
+    return kwargs
+
+
+def _model_kwargs(model_name: str, backbone: str, likelihood: str | None, backbone_kwargs: str | None = None) -> dict:
     """Constructor options from the CLI flags (``--likelihood`` belongs to the latent model only)."""
     kwargs: dict = {"backbone": backbone}
+    parsed = _backbone_kwargs(backbone, backbone_kwargs)
+    if parsed is not None:
+        kwargs["backbone_kwargs"] = parsed
     if likelihood is not None:
         if model_name != "latent":
             raise ExprflowInputError(f"--likelihood applies to --model latent only (got --model {model_name}).")
@@ -89,14 +117,14 @@ def _train_kwargs(model_name, max_epochs, max_steps, batch_size, flow_steps, see
 @click.option("--out", type=click.Path(path_type=Path), default=Path("runs/demo"), show_default=True,
               help="Run directory to write.")
 @_model_options
-def demo(out, model_name, backbone, likelihood, flow_steps, max_epochs, max_steps, batch_size, seed,
+def demo(out, model_name, backbone, backbone_kwargs, likelihood, flow_steps, max_epochs, max_steps, batch_size, seed,
          overwrite) -> None:
     """Train on the bundled PBMC3k data (cell-type conditional), generate the test split's cells, evaluate."""
     from exprflow.datasets import pbmc3k
     from exprflow.experiment import ExperimentSpec, run_experiment
 
     train = _train_kwargs(model_name, max_epochs, max_steps, batch_size, flow_steps, seed)
-    spec = ExperimentSpec(model=model_name, model_kwargs=_model_kwargs(model_name, backbone, likelihood),
+    spec = ExperimentSpec(model=model_name, model_kwargs=_model_kwargs(model_name, backbone, likelihood, backbone_kwargs),
                           max_epochs=max_epochs, max_steps=max_steps, batch_size=batch_size, seed=seed,
                           train_kwargs={k: v for k, v in train.items() if k == "flow_steps"})
     summary = run_experiment(pbmc3k(), spec, out, condition_key="cell_type", overwrite=overwrite)
@@ -110,8 +138,8 @@ def demo(out, model_name, backbone, likelihood, flow_steps, max_epochs, max_step
 @click.option("--condition-key", default=None, help="obs column to condition on (e.g. cell_type).")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Run directory to write.")
 @_model_options
-def fit(data_path, layer, condition_key, out, model_name, backbone, likelihood, flow_steps, max_epochs, max_steps,
-        batch_size, seed, overwrite) -> None:
+def fit(data_path, layer, condition_key, out, model_name, backbone, backbone_kwargs, likelihood, flow_steps, max_epochs,
+        max_steps, batch_size, seed, overwrite) -> None:
     """Train a model on all cells of --data and save it to OUT/model (with OUT/loss.png)."""
     import torch
 
@@ -121,7 +149,7 @@ def fit(data_path, layer, condition_key, out, model_name, backbone, likelihood, 
 
     if out.exists() and not overwrite:
         raise ExprflowInputError(f"{out} already exists. Pass --overwrite or choose another --out directory.")
-    kwargs = _model_kwargs(model_name, backbone, likelihood)
+    kwargs = _model_kwargs(model_name, backbone, likelihood, backbone_kwargs)
     train = _train_kwargs(model_name, max_epochs, max_steps, batch_size, flow_steps, seed)
     adata = read_adata(data_path)
     torch.manual_seed(seed)

@@ -68,3 +68,13 @@ def test_backbone_grad_mode_agrees(name, make_backbone):
     with torch.no_grad():
         no_grad = model(x, t, cond)
     torch.testing.assert_close(no_grad, with_grad, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", BACKBONES.names())
+def test_models_default_options_build_every_backbone(name):
+    """``exprflow fit --backbone NAME`` with no options: the models' defaults fit every backbone."""
+    from exprflow.models.base import DEFAULT_BACKBONE_KWARGS
+
+    with torch.device("meta"):
+        model = BACKBONES.get(name)(dim=2000, n_conditions=3, **DEFAULT_BACKBONE_KWARGS.get(name, {}))
+    assert model.dim == 2000

@@ -93,3 +93,21 @@ def test_user_errors_exit_2_without_traceback(files, args, needle):
     assert result.exit_code == 2, result.output
     assert needle in result.output
     assert "Traceback" not in result.output
+
+
+def test_fit_with_a_sequence_backbone_and_options(files):
+    d = files
+    r = run("fit", "--data", d / "train.h5ad", "--condition-key", "cell_type", "--model", "state",
+            "--backbone", "s4d", "--backbone-kwargs", '{"width": 16, "depth": 1, "patch_size": 8}',
+            "--max-steps", 5, "--batch-size", 32, "--out", d / "s4d")
+    assert r.exit_code == 0, r.output
+    config = json.loads((d / "s4d" / "model" / "config.json").read_text())["config"]
+    assert config["backbone"] == "s4d" and config["backbone_kwargs"]["patch_size"] == 8
+
+
+@pytest.mark.parametrize("text,message", [("{width: 3}", "not valid JSON"), ("[1]", "JSON object"),
+                                          ('{"hidden": 3}', "no option")])
+def test_bad_backbone_kwargs_exit_2(files, text, message):
+    r = CliRunner().invoke(cli, ["fit", "--data", str(files / "train.h5ad"), "--model", "state", "--backbone", "s4d",
+                                 "--backbone-kwargs", text, "--out", str(files / "bad")])
+    assert r.exit_code == 2 and message in r.output and "Traceback" not in r.output

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 from torch import Tensor
@@ -49,12 +50,18 @@ class GeneContext:
         var: the AnnData's ``var`` table (read only; never modified), same row order.
         counts: raw counts of the TRAIN cells, CSR, cells x genes.
         encode: the model's representation, counts -> state vectors (the backbone's input space).
+        log1p_mean, log1p_std: per-gene standardisation of the state, ``x = (log1p_value - mean) / std``
+            (None: the state is log1p-normalised expression itself).
+        target_sum: the per-cell normalisation total behind the log1p values (``None`` for non-counts).
     """
 
     var_names: list[str]
     var: pd.DataFrame
     counts: sp.csr_matrix
     encode: Callable[[sp.csr_matrix], Tensor]
+    log1p_mean: np.ndarray | None = None
+    log1p_std: np.ndarray | None = None
+    target_sum: float | None = 1e4
 
 
 @runtime_checkable

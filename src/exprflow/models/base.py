@@ -36,6 +36,9 @@ from exprflow.sampling import integrate
 
 logger = logging.getLogger(__name__)
 
+#: backbone options used when a model's ``backbone_kwargs`` is None (others: the backbone's own defaults)
+DEFAULT_BACKBONE_KWARGS = {"mlp": {"hidden": 256, "depth": 3}}
+
 
 def chunks_by_condition(order: np.ndarray, codes: np.ndarray | None, batch_size: int):
     """Slices of ``order`` of at most ``batch_size`` cells, never mixing condition levels."""
@@ -126,6 +129,12 @@ class FlowModel:
 
     def _tensors(self) -> dict[str, torch.Tensor]:
         raise NotImplementedError
+
+    def _backbone_kwargs(self) -> dict:
+        """The configured backbone options, or the backbone's defaults when none are given."""
+        if self.config.backbone_kwargs is not None:
+            return dict(self.config.backbone_kwargs)
+        return dict(DEFAULT_BACKBONE_KWARGS.get(self.config.backbone, {}))
 
     def _objective(self) -> RectifiedFlow:
         """The rectified-flow objective from the config's ``time_sampler``, ``coupling`` and ``cond_dropout``."""

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
@@ -54,7 +54,7 @@ class LatentFlowConfig:
     vae: VAEConfig = VAEConfig()
     vae_optim: OptimConfig = OptimConfig(lr=1e-3, weight_decay=1e-6, warmup_steps=0, min_lr_ratio=0.1, grad_clip=0.0)
     backbone: str = "mlp"
-    backbone_kwargs: dict = field(default_factory=lambda: {"hidden": 256, "depth": 3})
+    backbone_kwargs: dict | None = None  # None: the backbone's defaults (mlp: hidden 256, depth 3)
     time_sampler: str = "uniform"
     coupling: str = "independent"
     cond_dropout: float = 0.1
@@ -99,7 +99,7 @@ class LatentFlow(FlowModel):
     def _build_networks(self, n_conditions: int) -> None:
         self.vae = CountVAE(len(self.var_names), self.config.vae)
         self.backbone = BACKBONES.get(self.config.backbone)(
-            dim=self.state_dim, n_conditions=n_conditions, **self.config.backbone_kwargs
+            dim=self.state_dim, n_conditions=n_conditions, **self._backbone_kwargs()
         )
         self.objective = self._objective()
 

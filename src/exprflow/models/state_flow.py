@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
@@ -39,7 +39,7 @@ class StateFlowConfig:
     """Everything that defines a StateFlow (saved as ``config.json``)."""
 
     backbone: str = "mlp"
-    backbone_kwargs: dict = field(default_factory=lambda: {"hidden": 256, "depth": 3})
+    backbone_kwargs: dict | None = None  # None: the backbone's defaults (mlp: hidden 256, depth 3)
     time_sampler: str = "uniform"
     coupling: str = "independent"
     cond_dropout: float = 0.1
@@ -59,11 +59,15 @@ class StateFlow(FlowModel):
 
     def _build_networks(self, n_conditions: int) -> None:
         self.backbone = BACKBONES.get(self.config.backbone)(
-            dim=len(self.var_names), n_conditions=n_conditions, **self.config.backbone_kwargs
+            dim=len(self.var_names), n_conditions=n_conditions, **self._backbone_kwargs()
         )
         self.objective = self._objective()
         if self.data is not None and isinstance(self.backbone, GeneAware):
-            self.backbone.setup_genes(GeneContext(self.var_names, self.var, self.data.X, self.representation.encode))
+            rep = self.representation
+            standardized = rep.config.standardize
+            self.backbone.setup_genes(GeneContext(
+                self.var_names, self.var, self.data.X, rep.encode, log1p_mean=rep.mean if standardized else None,
+                log1p_std=rep.std if standardized else None, target_sum=rep.config.target_sum))
         if self.data is not None:
             logger.info(
                 "StateFlow: %d cells x %d genes, %d condition levels, backbone %s (%d parameters)",

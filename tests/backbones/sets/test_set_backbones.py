@@ -31,7 +31,8 @@ def _counts(n_cells=16, n_genes=G, seed=0):
 def _context(counts, names=None):
     rep = StateVector().fit(counts)
     names = names or [f"g{i}" for i in range(counts.shape[1])]
-    return GeneContext(names, pd.DataFrame(index=names), counts, rep.encode), rep
+    return GeneContext(names, pd.DataFrame(index=names), counts, rep.encode, log1p_mean=rep.mean,
+                       log1p_std=rep.std), rep
 
 
 @pytest.mark.parametrize("name", SET_NAMES)
@@ -139,14 +140,3 @@ def test_deepsets_rejects_wrong_panel_width():
     with pytest.raises(ValueError, match="columns"):
         model.embed_sparse(sp.csr_matrix((2, G - 1)))
     assert isinstance(model, DeepSetsBackbone)
-
-
-@pytest.mark.parametrize("name", SET_NAMES)
-def test_models_default_backbone_kwargs_build(name):
-    """``exprflow fit --backbone NAME`` passes the models' default kwargs (hidden, depth)."""
-    from exprflow.backbones import BACKBONES
-    from exprflow.models.state_flow import StateFlowConfig
-
-    with torch.device("meta"):
-        model = BACKBONES.get(name)(dim=2000, n_conditions=3, **StateFlowConfig().backbone_kwargs)
-    assert model.hidden == StateFlowConfig().backbone_kwargs["hidden"]

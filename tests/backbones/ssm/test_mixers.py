@@ -104,3 +104,13 @@ def test_hybrid_stack_mixes_names_per_block():
     assert stack(torch.randn(2, 5, 8), torch.randn(2, 8)).shape == (2, 5, 8)
     with pytest.raises(ValueError, match="depth"):
         SequenceStack(8, 2, ["s4d"])
+
+
+def test_causal_depthwise_conv_matches_conv1d():
+    from exprflow.backbones.ssm.mamba import causal_depthwise_conv
+
+    gen = torch.Generator().manual_seed(0)
+    u = torch.randn(2, 9, 5, generator=gen, dtype=torch.float64)
+    conv = torch.nn.Conv1d(5, 5, 4, groups=5).double()
+    expected = conv(torch.nn.functional.pad(u.transpose(1, 2), (3, 0))).transpose(1, 2)
+    torch.testing.assert_close(causal_depthwise_conv(u, conv.weight[:, 0, :], conv.bias), expected)

@@ -53,26 +53,15 @@ class GeneHead(nn.Module):
 
 
 def standardisation_of(context: GeneContext) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """``(loc, scale)`` with ``u = x * scale + loc`` for the representation behind ``context.encode``.
-
-    Reads the per-gene mean and std of a standardising state-vector representation (exprflow's
-    ``StateVector``); ``(None, None)`` (identity) when the representation does not standardise.
-    """
-    rep = getattr(context.encode, "__self__", None)
-    config = getattr(rep, "config", None)
-    if rep is None or getattr(rep, "mean", None) is None:
-        logger.warning("gene-set backbone: the representation exposes no per-gene mean/std; reading the state "
-                       "as log1p values (identity standardisation)")
+    """``(loc, scale)`` with ``u = x * scale + loc`` (log1p values from the state); ``(None, None)`` = identity."""
+    if context.log1p_mean is None or context.log1p_std is None:
         return None, None
-    if not getattr(config, "standardize", True):
-        return None, None
-    return np.asarray(rep.mean, dtype=np.float32), np.asarray(rep.std, dtype=np.float32)
+    return np.asarray(context.log1p_mean, dtype=np.float32), np.asarray(context.log1p_std, dtype=np.float32)
 
 
 def target_sum_of(context: GeneContext, default: float = 1e4) -> float:
-    """The library-size normalisation target of the representation behind ``context.encode``."""
-    rep = getattr(context.encode, "__self__", None)
-    return float(getattr(getattr(rep, "config", None), "target_sum", default))
+    """The library-size normalisation target behind the state's log1p values."""
+    return float(default if context.target_sum is None else context.target_sum)
 
 
 class GeneSetBackbone(nn.Module):

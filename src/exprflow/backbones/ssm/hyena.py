@@ -95,8 +95,7 @@ class Hyena(nn.Module):
     def _short(self, u: Tensor) -> Tensor:
         """Depthwise short conv over L: ``(B, L, C) -> (B, L, C)`` (left padding only when causal)."""
         k = self.short_conv.kernel_size[0]
-        left = self.short_pad
-        u = F.pad(u.transpose(1, 2), (left, k - 1 - left))
+        u = F.pad(u.transpose(1, 2), (self.short_pad, k - 1 - self.short_pad))
         return self.short_conv(u).transpose(1, 2)
 
     def forward(self, u: Tensor) -> Tensor:

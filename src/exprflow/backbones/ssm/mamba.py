@@ -25,6 +25,21 @@ from exprflow.backbones.sequence import MIXERS
 from exprflow.backbones.ssm.scans import SCANS
 
 
+def causal_depthwise_conv(u: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+    """``y[l] = bias + sum_j weight[:, j] u[l - (k - 1) + j]`` on ``(B, L, C)``, zeros before the start.
+
+    Written as a sum of shifted copies: torch's CPU ``conv1d`` backward for depthwise kernels of size 4
+    took 12 s where this takes about 0.5 s (batch 32, length 1,024, 288 channels).
+    """
+    k = weight.shape[-1]
+    L = u.shape[1]
+    padded = F.pad(u, (0, 0, k - 1, 0))  # (B, L + k - 1, C)
+    y = bias + padded[:, :L] * weight[:, 0]
+    for j in range(1, k):
+        y = y + padded[:, j : j + L] * weight[:, j]
+    return y
+
+
 class SelectiveSSM(nn.Module):
     """One causal Mamba block ``(B, L, D) -> (B, L, D)`` (see module docstring)."""
 
@@ -53,8 +68,7 @@ class SelectiveSSM(nn.Module):
         batch, L, _ = u.shape
         E, N, H, P = self.inner, self.state_dim, self.n_heads, self.head_dim
         x_bc, z, dt = self.in_proj(u).split([E + 2 * N, E, H], dim=-1)
-        k = self.conv.kernel_size[0]
-        x_bc = F.silu(self.conv(F.pad(x_bc.transpose(1, 2), (k - 1, 0))).transpose(1, 2))  # causal
+        x_bc = F.silu(causal_depthwise_conv(x_bc, self.conv.weight[:, 0, :], self.conv.bias))
         x, B, C = x_bc.split([E, N, N], dim=-1)
         dt = F.softplus(dt + self.dt_bias)  # (B, L, H)
         A = -torch.exp(self.A_log)  # (H,)

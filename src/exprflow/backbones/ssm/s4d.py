@@ -28,15 +28,33 @@ def fft_conv(u: Tensor, k: Tensor) -> Tensor:
 
     ``k``: ``(D, L)`` causal kernel (``y[i] = sum_{j<=i} k[i-j] u[j]``), or a ``(D, 2L)`` two-sided
     circular kernel whose entry ``2L - m`` (``m >= 1``) weighs ``u[i + m]`` (the anti-causal part).
-    Zero padding to 2L makes the circular convolution linear. Computed in float32 (float64 stays).
+    Zero padding to 2L makes the circular convolution linear. The transform runs over the last axis of
+    a ``(B, D, L)`` copy (contiguous FFTs are about 1.7x faster on CPU than strided ones), in float32
+    (float64 stays float64).
     """
     L = u.shape[1]
     n = 2 * L
     dtype = torch.float64 if u.dtype == torch.float64 else torch.float32
-    u_f = torch.fft.rfft(u.to(dtype), n=n, dim=1)  # (B, L+1, D)
-    k_f = torch.fft.rfft(k.to(dtype), n=n, dim=-1).transpose(0, 1)  # (L+1, D)
-    y = torch.fft.irfft(u_f * k_f, n=n, dim=1)[:, :L]
-    return y.to(u.dtype)
+    u_f = torch.fft.rfft(u.transpose(1, 2).to(dtype), n=n)  # (B, D, L+1)
+    k_f = torch.fft.rfft(k.to(dtype), n=n)  # (D, L+1)
+    y = torch.fft.irfft(u_f * k_f, n=n)[..., :L]  # (B, D, L)
+    return y.transpose(1, 2).to(u.dtype)
+
+
+def vandermonde(coef: Tensor, dtA: Tensor, L: int, block: int = 64) -> Tensor:
+    """``K[d, l] = 2 Re(sum_n coef[d, n] exp(dtA[d, n] l))`` for ``l < L``, without a ``(D, N, L)`` tensor.
+
+    Writing ``l = q S + r`` (``S = block``): ``dA^l = dA^(q S) dA^r``, so K is one complex batched matrix
+    product ``(Q, N) @ (N, S)`` per channel; only ``O(D N (Q + S))`` powers are exponentiated.
+    """
+    S = min(block, L)
+    Q = -(-L // S)
+    r = torch.arange(S, device=dtA.device, dtype=dtA.real.dtype)
+    q = torch.arange(Q, device=dtA.device, dtype=dtA.real.dtype) * S
+    right = coef[:, :, None] * torch.exp(dtA[:, :, None] * r)  # (D, N, S): coef dA^r
+    left = torch.exp(dtA[:, None, :] * q[None, :, None])  # (D, Q, N): dA^(q S)
+    K = torch.bmm(left, right).reshape(dtA.shape[0], Q * S)[:, :L]
+    return 2.0 * K.real
 
 
 def two_sided_kernel(k_fwd: Tensor, k_bwd: Tensor) -> Tensor:
@@ -67,10 +85,9 @@ class S4DKernel(nn.Module):
         dt = torch.exp(self.log_dt)[:, None]  # (D, 1)
         A = torch.complex(-torch.exp(self.log_A_real), self.A_imag)  # (D, N/2)
         dtA = dt * A
-        C = torch.view_as_complex(self.C) * (torch.exp(dtA) - 1.0) / A  # C * dB
-        # Vandermonde: (D, N/2, L) powers dA^l = exp(l * dt A)
-        powers = torch.exp(dtA[:, :, None] * torch.arange(L, device=A.device)[None, None, :])
-        return 2.0 * torch.einsum("dn,dnl->dl", C, powers).real
+        dA = torch.exp(dtA)
+        C = torch.view_as_complex(self.C) * (dA - 1.0) / A  # C * dB
+        return vandermonde(C, dtA, L)
 
 
 @MIXERS.register("s4d")
@@ -88,12 +105,14 @@ class S4D(nn.Module):
         self.out_proj = nn.Linear(width, width)
 
     def kernel(self, L: int) -> Tensor:
-        """``(D, L)`` causal kernel or ``(D, 2L)`` two-sided kernel (see :func:`fft_conv`)."""
+        """``(D, L)`` causal kernel or ``(D, 2L)`` two-sided kernel (see :func:`fft_conv`); the skip
+        ``D u`` is folded into the lag-0 tap, which saves two passes over ``(B, L, D)``."""
         k = self.kernel_fwd(L)
+        k = torch.cat([k[:, :1] + self.D[:, None], k[:, 1:]], dim=-1)
         if self.kernel_bwd is None:
             return k
         return two_sided_kernel(k, self.kernel_bwd(L))
 
     def forward(self, u: Tensor) -> Tensor:
-        y = fft_conv(u, self.kernel(u.shape[1])) + u * self.D
+        y = fft_conv(u, self.kernel(u.shape[1]))  # K * u + D u
         return self.out_proj(torch.nn.functional.gelu(y))
