@@ -6,11 +6,14 @@ Usage::
         --out benchmarks/results/ssm_quality_mouse_bladder_han2018.json
     python benchmarks/ssm_quality.py --table benchmarks/results/ssm_quality_mouse_bladder_han2018.json
 
+    python benchmarks/ssm_quality.py --dataset kang2018_ifnb --cost --rows mlp_matched s4d hyena mamba \
+        transformer mlp_default --out benchmarks/results/ssm_cost_kang2018_ifnb.json
+
 Rows: ``s4d``, ``hyena``, ``mamba``, ``transformer`` (each: width 64, depth 2, 128 genes per position,
 rank-16 per-gene skip) and ``mlp_matched`` (the MLP backbone with its hidden width chosen so that its
 parameter count is the closest to the S4D row's: on 20k genes its ``G x width`` layers leave it a width of
 a few units), plus ``mlp_default`` (the MLP with StateFlow's default width 256, for the cost of the
-``G x width`` layers). Every row gets the same budget (``--max-steps`` steps of batch ``--batch-size``),
+``G x width`` layers; ``--cost`` only). Every row gets the same budget (``--max-steps`` steps of batch ``--batch-size``),
 the EVALUATION.md split (seed 0) and protocol; every (row, seed) runs in its own child process so its
 peak RSS is its own. Time per epoch = training wall seconds x train cells / (steps x batch).
 """
@@ -28,6 +31,7 @@ from bench_common import DATASETS, grid_table, run_grid
 
 SEQUENCE = {"width": 64, "depth": 2, "patch_size": 128, "skip_rank": 16, "time_dim": 64}
 ROWS = ["mlp_matched", "s4d", "hyena", "mamba", "transformer", "mlp_default"]
+QUALITY_ROWS = ROWS[:-1]  # mlp_default is in the cost table (its quality at full budget: foundation.py)
 
 
 def n_parameters(module) -> int:
@@ -71,7 +75,74 @@ def run_one(dataset: str, row: str, seed: int, max_steps: int, batch_size: int) 
     return result
 
 
+def step_cost(dataset: str, row: str, seed: int, max_steps: int, batch_size: int) -> dict:
+    """Seconds per optimiser step (median of 5 after 2 warm-up steps) and peak RSS, on real cells."""
+    import time
+
+    import numpy as np
+    import torch
+
+    from exprflow.backbones import BACKBONES
+    from exprflow.data import prepare_counts, read_adata
+    from exprflow.flows import RectifiedFlow
+    from exprflow.representations import StateVector
+
+    path, key = DATASETS[dataset]
+    data = prepare_counts(read_adata(path), condition_key=key)
+    name, kwargs = backbone_for(row, data.n_genes, len(data.condition_levels))
+    torch.manual_seed(seed)
+    model = BACKBONES.get(name)(dim=data.n_genes, n_conditions=len(data.condition_levels), **kwargs)
+    x1 = StateVector().fit(data.X).encode(data.X[:batch_size])
+    cond = torch.as_tensor(data.conditions[:batch_size])
+    objective, opt = RectifiedFlow(), torch.optim.AdamW(model.parameters(), lr=1e-4)
+    walls, cpus = [], []
+    for i in range(7):
+        u0, w0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+        opt.zero_grad()
+        objective.loss(model, x1, cond).backward()
+        opt.step()
+        u1 = resource.getrusage(resource.RUSAGE_SELF)
+        if i >= 2:
+            walls.append(time.perf_counter() - w0)
+            cpus.append(u1.ru_utime + u1.ru_stime - u0.ru_utime - u0.ru_stime)
+    return {"row": row, "seed": seed, "backbone": name, "backbone_kwargs": kwargs, "n_genes": data.n_genes,
+            "parameters": n_parameters(model), "step_wall_s": float(np.median(walls)),
+            "step_cpu_s": float(np.median(cpus)), "batch_size": batch_size, "torch_threads": torch.get_num_threads(),
+            "epoch_wall_s": float(np.median(walls)) * 0.8 * data.n_cells / batch_size,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def cost_grid(args) -> None:
+    """Every row's :func:`step_cost` in its own child process; a table to the log and ``--out``."""
+    import subprocess
+
+    from exprflow.io import write_text_atomic
+
+    runs = []
+    for row in args.rows:
+        cmd = [sys.executable, __file__, "--dataset", args.dataset, "--worker", f"{row},0", "--cost",
+               "--batch-size", str(args.batch_size)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    if args.out:
+        write_text_atomic(json.dumps({"dataset": args.dataset, "runs": runs}, indent=2), args.out)
+    logging.warning("\n%s", cost_table({"dataset": args.dataset, "runs": runs}))
+
+
+def cost_table(result: dict) -> str:
+    runs = result["runs"]
+    lines = [f"dataset {result['dataset']} ({runs[0]['n_genes']:,} genes), batch {runs[0]['batch_size']}, "
+             f"torch threads {runs[0]['torch_threads']}", "",
+             "| backbone | parameters | s / step (CPU-s) | s / epoch (train split) | peak RSS GB |", "|---|---|---|---|---|"]
+    for r in runs:
+        lines.append(f"| {r['row']} | {r['parameters']:,} | {r['step_wall_s']:.3f} ({r['step_cpu_s']:.3f}) | "
+                     f"{r['epoch_wall_s']:.1f} | {r['peak_rss_mb'] / 1024:.2f} |")
+    return "\n".join(lines)
+
+
 def markdown(result: dict) -> str:
+    if result["runs"] and "metrics" not in result["runs"][0]:
+        return cost_table(result)
     runs = result["runs"]
     rows = [r for r in ROWS if any(x["row"] == r for x in runs)]
     title = (f"dataset {result['dataset']}, seeds {result['seeds']}, torch threads {result['torch_threads']}, "
@@ -86,9 +157,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", choices=sorted(DATASETS), default="mouse_bladder_han2018")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--rows", nargs="+", default=ROWS, choices=ROWS)
-    parser.add_argument("--max-steps", type=int, default=300)
+    parser.add_argument("--rows", nargs="+", default=QUALITY_ROWS, choices=ROWS)
+    parser.add_argument("--max-steps", type=int, default=500)
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--cost", action="store_true",
+                        help="no training to the end: parameters, seconds per step and peak RSS of every row")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--table", type=Path, help="re-print the table of a saved result and exit")
     parser.add_argument("--worker", help=argparse.SUPPRESS)  # "row,seed": run one in this process
@@ -99,7 +172,11 @@ def main() -> None:
         return
     if args.worker:
         row, seed = args.worker.rsplit(",", 1)
-        sys.stdout.write(json.dumps(run_one(args.dataset, row, int(seed), args.max_steps, args.batch_size)) + "\n")
+        work = step_cost if args.cost else run_one
+        sys.stdout.write(json.dumps(work(args.dataset, row, int(seed), args.max_steps, args.batch_size)) + "\n")
+        return
+    if args.cost:
+        cost_grid(args)
         return
     result = {"dataset": args.dataset, "seeds": args.seeds, "torch_threads": None}
     extra = ["--max-steps", str(args.max_steps), "--batch-size", str(args.batch_size)]

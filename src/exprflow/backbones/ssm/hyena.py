@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from exprflow.backbones.sequence import MIXERS
-from exprflow.backbones.ssm.s4d import fft_conv, two_sided_kernel
+from exprflow.backbones.ssm.s4d import fft_conv_channels_first, two_sided_kernel
 
 
 class Sine(nn.Module):
@@ -93,16 +93,20 @@ class Hyena(nn.Module):
         self.out_proj = nn.Linear(width, width)
 
     def _short(self, u: Tensor) -> Tensor:
-        """Depthwise short conv over L: ``(B, L, C) -> (B, L, C)`` (left padding only when causal)."""
+        """Depthwise short conv over L: ``(B, L, C) -> (B, C, L)`` (left padding only when causal).
+
+        The result stays channels first, as the long FFT convolutions want it: the layout changes
+        once on the way in and once on the way out of the operator.
+        """
         k = self.short_conv.kernel_size[0]
         u = F.pad(u.transpose(1, 2), (self.short_pad, k - 1 - self.short_pad))
-        return self.short_conv(u).transpose(1, 2)
+        return self.short_conv(u)
 
     def forward(self, u: Tensor) -> Tensor:
         L = u.shape[1]
-        proj = self._short(self.in_proj(u)).chunk(self.order + 1, dim=-1)  # each (B, L, D)
+        proj = self._short(self.in_proj(u)).chunk(self.order + 1, dim=1)  # each (B, D, L)
         h = self.filters(L)  # (order, D, L or 2L)
         z = proj[0]
         for n in range(self.order):
-            z = proj[n + 1] * fft_conv(z, h[n])
-        return self.out_proj(z)
+            z = proj[n + 1] * fft_conv_channels_first(z, h[n])
+        return self.out_proj(z.transpose(1, 2))

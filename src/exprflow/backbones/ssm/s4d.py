@@ -28,17 +28,22 @@ def fft_conv(u: Tensor, k: Tensor) -> Tensor:
 
     ``k``: ``(D, L)`` causal kernel (``y[i] = sum_{j<=i} k[i-j] u[j]``), or a ``(D, 2L)`` two-sided
     circular kernel whose entry ``2L - m`` (``m >= 1``) weighs ``u[i + m]`` (the anti-causal part).
-    Zero padding to 2L makes the circular convolution linear. The transform runs over the last axis of
-    a ``(B, D, L)`` copy (contiguous FFTs are about 1.7x faster on CPU than strided ones), in float32
-    (float64 stays float64).
+    The transform runs over the last axis of a ``(B, D, L)`` copy: contiguous FFTs are about 1.7x
+    faster on CPU than strided ones (see :func:`fft_conv_channels_first`).
     """
-    L = u.shape[1]
+    return fft_conv_channels_first(u.transpose(1, 2), k).transpose(1, 2)
+
+
+def fft_conv_channels_first(u: Tensor, k: Tensor) -> Tensor:
+    """:func:`fft_conv` on ``u (B, D, L)`` -> ``(B, D, L)``: no layout change, for callers that keep
+    channels first (Hyena). Zero padding to 2L makes the circular convolution linear; computed in
+    float32 (float64 stays float64)."""
+    L = u.shape[-1]
     n = 2 * L
     dtype = torch.float64 if u.dtype == torch.float64 else torch.float32
-    u_f = torch.fft.rfft(u.transpose(1, 2).to(dtype), n=n)  # (B, D, L+1)
+    u_f = torch.fft.rfft(u.to(dtype), n=n)  # (B, D, L+1)
     k_f = torch.fft.rfft(k.to(dtype), n=n)  # (D, L+1)
-    y = torch.fft.irfft(u_f * k_f, n=n)[..., :L]  # (B, D, L)
-    return y.transpose(1, 2).to(u.dtype)
+    return torch.fft.irfft(u_f * k_f, n=n)[..., :L].to(u.dtype)
 
 
 def vandermonde(coef: Tensor, dtA: Tensor, L: int, block: int = 64) -> Tensor:
