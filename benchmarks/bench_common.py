@@ -99,5 +99,7 @@ def grid_table(result: dict, rows: list[str] | None = None, extra: list[tuple[st
 
 
 def _cell(get, runs: list[dict]) -> str:
-    values = [get(r) for r in runs]
-    return mean_sd(v for v in values if v is not None)
+    values = [v for v in (get(r) for r in runs) if v is not None]
+    if values and all(isinstance(v, int) and v == values[0] for v in values):
+        return f"{values[0]:,}"  # a constant count (e.g. parameters): no mean ± sd
+    return mean_sd(values)
