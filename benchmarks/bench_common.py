@@ -29,6 +29,12 @@ def cpu_seconds() -> float:
     return u.ru_utime + u.ru_stime
 
 
+def status_mb(field: str = "VmRSS") -> float:
+    """A memory field of ``/proc/self/status`` in MB (``VmRSS``: current RSS, ``VmHWM``: its peak)."""
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) / 1024 for line in f if line.startswith(field + ":"))
+
+
 def mean_sd(values) -> str:
     """``mean ± sd`` (sample sd) of the non-None values; just the value for one; ``n/a`` for none."""
     v = np.array([x for x in values if x is not None], dtype=float)

@@ -27,7 +27,7 @@ import resource
 import sys
 from pathlib import Path
 
-from bench_common import DATASETS, grid_table, run_grid
+from bench_common import DATASETS, grid_table, run_grid, status_mb
 
 SEQUENCE = {"width": 64, "depth": 2, "patch_size": 128, "skip_rank": 16, "time_dim": 64}
 ROWS = ["mlp_matched", "s4d", "hyena", "mamba", "transformer", "mlp_default"]
@@ -75,11 +75,6 @@ def run_one(dataset: str, row: str, seed: int, max_steps: int, batch_size: int) 
     return result
 
 
-def _status_mb(field: str) -> float:
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) / 1024 for line in f if line.startswith(field + ":"))
-
-
 def _reset_peak_rss() -> None:
     """Reset the kernel's peak-RSS mark (``VmHWM``) to the current RSS (Linux >= 4.0)."""
     with open("/proc/self/clear_refs", "w") as f:
@@ -107,7 +102,7 @@ def step_cost(dataset: str, row: str, seed: int, max_steps: int, batch_size: int
     x1 = StateVector().fit(data.X).encode(data.X[:batch_size])
     cond = torch.as_tensor(data.conditions[:batch_size])
     objective, opt = RectifiedFlow(), torch.optim.AdamW(model.parameters(), lr=1e-4)
-    rss_before = _status_mb("VmRSS")
+    rss_before = status_mb("VmRSS")
     _reset_peak_rss()  # so the peak below is the training steps' own, not the data loading's
     walls, cpus = [], []
     for i in range(7):
@@ -123,7 +118,7 @@ def step_cost(dataset: str, row: str, seed: int, max_steps: int, batch_size: int
             "parameters": n_parameters(model), "step_wall_s": float(np.median(walls)),
             "step_cpu_s": float(np.median(cpus)), "batch_size": batch_size, "torch_threads": torch.get_num_threads(),
             "epoch_wall_s": float(np.median(walls)) * 0.8 * data.n_cells / batch_size,
-            "rss_before_mb": rss_before, "step_peak_rss_mb": _status_mb("VmHWM")}
+            "rss_before_mb": rss_before, "step_peak_rss_mb": status_mb("VmHWM")}
 
 
 def cost_grid(args) -> None:

@@ -26,6 +26,8 @@ import sys
 import time
 from pathlib import Path
 
+from bench_common import status_mb
+
 MIXERS = {
     "s4d": ("s4d", {"state_dim": 64}),
     "hyena": ("hyena", {}),
@@ -35,14 +37,6 @@ MIXERS = {
     "channel_mlp": (None, {}),
 }
 LENGTHS = [64, 256, 1024, 4096, 16384]
-
-
-def _rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def run_one(row: str, length: int, batch: int, width: int, threads: int) -> dict:
@@ -67,7 +61,7 @@ def run_one(row: str, length: int, batch: int, width: int, threads: int) -> dict
         block.zero_grad(set_to_none=True)
         block(h).square().mean().backward()
 
-    rss_before = _rss_mb()
+    rss_before = status_mb()
     if repeats > 1:
         step()  # warm-up
     walls, cpus = [], []

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from exprflow.backbones.sequence import MIXERS
-from exprflow.backbones.ssm.s4d import fft_conv_channels_first, two_sided_kernel
+from exprflow.backbones.ssm.s4d import add_to_lag0, fft_conv_channels_first, two_sided_kernel
 
 
 class Sine(nn.Module):
@@ -69,11 +69,8 @@ class ImplicitFilter(nn.Module):
         window = torch.exp(-self.decay_rates[:, None] * feats[None, :, 0])  # (channels, L)
         sides = 2 if self.two_sided else 1
         h = h.reshape(sides, self.n_filters, self.channels, L) * window  # decayed
-        h = h.clone()
-        h[:, :, :, 0] = h[:, :, :, 0] + self.bias  # lag-0 tap: a learned skip per channel
-        if not self.two_sided:
-            return h[0]
-        return torch.stack([two_sided_kernel(h[0, n], h[1, n]) for n in range(self.n_filters)])
+        causal = add_to_lag0(h[0], self.bias)  # lag-0 tap: a learned skip per channel
+        return two_sided_kernel(causal, h[1]) if self.two_sided else causal
 
 
 @MIXERS.register("hyena")

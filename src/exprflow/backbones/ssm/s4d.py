@@ -63,13 +63,19 @@ def vandermonde(coef: Tensor, dtA: Tensor, L: int, block: int = 64) -> Tensor:
 
 
 def two_sided_kernel(k_fwd: Tensor, k_bwd: Tensor) -> Tensor:
-    """``(D, L)`` forward and backward kernels -> the ``(D, 2L)`` kernel of :func:`fft_conv`.
+    """``(..., D, L)`` forward and backward kernels -> the ``(..., D, 2L)`` kernel of :func:`fft_conv`.
 
     Entry ``m < L`` is ``k_fwd[m]`` (weighs ``u[i - m]``), entry ``2L - m`` is ``k_bwd[m]`` for
     ``m >= 1`` (weighs ``u[i + m]``); ``k_bwd[0]`` is dropped (lag 0 belongs to the forward kernel).
     """
-    zero = torch.zeros_like(k_fwd[:, :1])
-    return torch.cat([k_fwd, zero, k_bwd[:, 1:].flip(-1)], dim=-1)
+    zero = torch.zeros_like(k_fwd[..., :1])
+    return torch.cat([k_fwd, zero, k_bwd[..., 1:].flip(-1)], dim=-1)
+
+
+def add_to_lag0(k: Tensor, skip: Tensor) -> Tensor:
+    """Kernel ``k (..., D, L)`` with ``skip (..., D)`` added to its lag-0 tap: ``k * u + skip u`` in one
+    convolution (saves two passes over ``(B, L, D)``)."""
+    return torch.cat([k[..., :1] + skip[..., None], k[..., 1:]], dim=-1)
 
 
 class S4DKernel(nn.Module):
@@ -112,8 +118,7 @@ class S4D(nn.Module):
     def kernel(self, L: int) -> Tensor:
         """``(D, L)`` causal kernel or ``(D, 2L)`` two-sided kernel (see :func:`fft_conv`); the skip
         ``D u`` is folded into the lag-0 tap, which saves two passes over ``(B, L, D)``."""
-        k = self.kernel_fwd(L)
-        k = torch.cat([k[:, :1] + self.D[:, None], k[:, 1:]], dim=-1)
+        k = add_to_lag0(self.kernel_fwd(L), self.D)
         if self.kernel_bwd is None:
             return k
         return two_sided_kernel(k, self.kernel_bwd(L))
