@@ -39,6 +39,8 @@ logger = logging.getLogger(__name__)
 #: backbone options used when a model's ``backbone_kwargs`` is None (others: the backbone's own defaults)
 DEFAULT_BACKBONE_KWARGS = {"mlp": {"hidden": 256, "depth": 3}}
 
+DEFAULT_GENERATE_BATCH = 8192
+
 
 def chunks_by_condition(order: np.ndarray, codes: np.ndarray | None, batch_size: int):
     """Slices of ``order`` of at most ``batch_size`` cells, never mixing condition levels."""
@@ -165,12 +167,14 @@ class FlowModel:
         solver: str = "euler",
         guidance: float = 1.0,
         seed: int = 0,
-        batch_size: int = 8192,
+        batch_size: int | None = None,
     ) -> AnnData:
         """Generate cells as an AnnData (integer sparse counts, conditions in obs, provenance in uns).
 
         ``conditions``: a mapping level -> number of cells, one level per cell, or one level with
-        ``n_cells``; with ``n_cells`` only, levels follow their training frequencies.
+        ``n_cells``; with ``n_cells`` only, levels follow their training frequencies. ``batch_size``:
+        cells integrated together; ``None`` takes the backbone's ``generate_batch_size`` where it has
+        one (backbones with a token per gene hold ``cells x genes x width`` activations), else 8,192.
         """
         if not self.is_trained:
             raise ExprflowInputError("The model is not trained yet: call train() (or load a trained model) first.")
@@ -180,6 +184,7 @@ class FlowModel:
         # Cells are generated one condition level at a time (then put back in request order): every
         # cell of a chunk shares its (t, cond) modulation, which the backbone then broadcasts.
         order = np.arange(n) if codes is None else np.argsort(codes, kind="stable")
+        batch_size = batch_size or int(getattr(self.backbone, "generate_batch_size", DEFAULT_GENERATE_BATCH))
         chunks, self._last_nfe, start = [], 0, time.perf_counter()
         for idx in chunks_by_condition(order, codes, batch_size):
             sl = None if codes is None else codes[idx]

@@ -108,6 +108,17 @@ class StateFlow(FlowModel):
         lib = self.library.sample(y.shape[0], codes, rng)
         return log1p_to_counts(y, lib, method=self.config.count_method, rng=rng)
 
+    def get_cell_embedding(self, adata, layer: str | None = None, on_unknown: str = "raise",
+                           batch_size: int = 256) -> np.ndarray:
+        """Pooled cell embeddings ``(n_obs, hidden)`` from a gene-set backbone, on any gene panel.
+
+        Genes are matched by name; genes the model does not know raise (``on_unknown="raise"``) or are
+        dropped with a warning (``"drop"``). See :mod:`exprflow.models.embedding`.
+        """
+        from exprflow.models.embedding import cell_embedding
+
+        return cell_embedding(self, adata, layer=layer, on_unknown=on_unknown, batch_size=batch_size)
+
     # -------------------------------------------------------------- persistence
     def _extra_state(self) -> dict:
         return {"representation": self.representation.state_dict(), "library": self.library.state_dict()}

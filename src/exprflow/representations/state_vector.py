@@ -113,10 +113,12 @@ class StateVector:
     def state_dict(self) -> dict:
         """Fitted statistics as plain lists (JSON-serialisable)."""
         self._check_fitted()
-        return {"mean": self.mean.tolist(), "std": self.std.tolist(), "max": self.max.tolist()}
+        return {"mean": self.mean.tolist(), "std": self.std.tolist(), "max": self.max.tolist(),
+                "is_counts": self.is_counts}
 
     def load_state_dict(self, state: dict) -> "StateVector":
         self.mean = np.asarray(state["mean"], dtype=np.float32)
         self.std = np.asarray(state["std"], dtype=np.float32)
         self.max = np.asarray(state["max"], dtype=np.float32)
+        self.is_counts = bool(state.get("is_counts", True))  # older files: count models only
         return self

@@ -43,13 +43,18 @@ def test_fresh_model_outputs_zero_velocity(name):
     assert torch.count_nonzero(out) == 0
 
 
-@pytest.mark.filterwarnings("ignore:Sparse CSR tensor support")
-def test_deepsets_sparse_and_dense_paths_agree_and_sparse_cost_follows_detected_genes():
-    counts = _counts(n_cells=12, seed=1)
+def _deepsets_on_counts(n_cells, seed):
+    """A DeepSets set up on random counts: (model, representation, counts, sparse log1p values)."""
+    counts = _counts(n_cells=n_cells, seed=seed)
     ctx, rep = _context(counts)
     model = _model("deepsets")
     model.setup_genes(ctx)
-    log1p = sp.csr_matrix(np.log1p(counts.toarray() / counts.sum(1).A * 1e4))
+    return model, rep, counts, sp.csr_matrix(np.log1p(counts.toarray() / counts.sum(1).A * 1e4))
+
+
+@pytest.mark.filterwarnings("ignore:Sparse CSR tensor support")
+def test_deepsets_sparse_and_dense_paths_agree_and_sparse_cost_follows_detected_genes():
+    model, rep, counts, log1p = _deepsets_on_counts(n_cells=12, seed=1)
     x = rep.encode(counts)
     cond = torch.tensor([0, 1, 2] * 4)
     with torch.no_grad():
@@ -69,6 +74,25 @@ def test_deepsets_sparse_and_dense_paths_agree_and_sparse_cost_follows_detected_
         torch.testing.assert_close(model.embed_sparse(t_csr, gene_ids=sub), dense_sub, rtol=1e-4, atol=1e-5)
         # the sparse path is not trivially equal: other values give another embedding
         assert not torch.allclose(model.embed_sparse(sub_log1p * 2.0, gene_ids=sub), dense_sub, atol=1e-4)
+
+
+def test_deepsets_sparse_cache_skips_the_gene_pass_and_follows_weight_updates():
+    model, rep, counts, log1p = _deepsets_on_counts(n_cells=8, seed=2)
+    rows_seen = []
+    model.phi.register_forward_hook(lambda m, i, o: rows_seen.append(i[0].numel() // i[0].shape[-1]))
+    with torch.no_grad():
+        first = model.embed_sparse(log1p)
+        rows_seen.clear()
+        again = model.embed_sparse(log1p)
+    assert rows_seen == [log1p.nnz]  # cached: phi runs on the detected entries only
+    torch.testing.assert_close(again, first)
+    with torch.no_grad():
+        model.phi[0].weight.mul_(1.5)  # an in-place update (as an optimiser step) invalidates the cache
+        updated = model.embed_sparse(log1p)
+        torch.testing.assert_close(updated, model.embed(rep.encode(counts)), rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(updated, first, atol=1e-5)
+    model.embed_sparse(log1p).sum().backward()  # with gradients: no cache, gradients reach the embeddings
+    assert model.genes.embedding.weight.grad is not None and model.genes.embedding.weight.grad.abs().sum() > 0
 
 
 @pytest.mark.parametrize("name", SET_NAMES)

@@ -86,6 +86,14 @@ class GeneSetBackbone(nn.Module):
         self.cond_embed = ConditionEmbedding(n_conditions, hidden)
         self.head = GeneHead(hidden)
 
+    #: activations (floats) one generation chunk may hold per token layer: cells x genes x hidden
+    ACTIVATION_BUDGET = 2**23
+
+    @property
+    def generate_batch_size(self) -> int:
+        """Cells per generation chunk: every cell holds ``dim x hidden`` activations per layer."""
+        return max(8, self.ACTIVATION_BUDGET // (self.dim * self.hidden))
+
     # --------------------------------------------------------------------- genes
     def setup_genes(self, context: GeneContext) -> None:
         """Key gene embeddings by name and store the standardisation (buffers, saved with the weights)."""

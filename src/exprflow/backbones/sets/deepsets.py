@@ -70,9 +70,29 @@ class DeepSetsBackbone(GeneSetBackbone):
             z = block(z, c_act.unsqueeze(1))
         return z, cell
 
+    def _phi_zero(self, ids: Tensor) -> tuple[Tensor, Tensor]:
+        """``phi(e_g + V(0))`` of genes ``ids`` ``(G, hidden)`` and its sum ``(1, hidden)``: one pass over G.
+
+        Without gradients (inference) the pair is cached until a weight changes (in-place updates bump a
+        tensor's version; loading or swapping weights changes it too), so each batch then costs only
+        its detected genes.
+        """
+        params = [*self.genes.embedding.parameters(), *self.genes.value.parameters(), *self.phi.parameters()]
+        key = (hash(ids.cpu().numpy().tobytes()), tuple((p.data_ptr(), p._version) for p in params))
+        cached = getattr(self, "_phi_zero_cache", None)
+        if not torch.is_grad_enabled() and cached is not None and cached[0] == key:
+            return cached[1], cached[2]
+        zero = self.genes.value(torch.zeros(1, device=ids.device))  # V(0), (1, hidden)
+        phi_zero = self.phi(self.genes.embedding(ids) + zero)  # (G, hidden), shared by all cells
+        phi_zero_sum = phi_zero.sum(dim=0, keepdim=True)
+        if not torch.is_grad_enabled():
+            self._phi_zero_cache = (key, phi_zero, phi_zero_sum)
+        return phi_zero, phi_zero_sum
+
     def embed_sparse(self, values: sp.spmatrix | Tensor, t: Tensor | float | None = None,
                      cond: Tensor | None = None, gene_ids: Tensor | None = None) -> Tensor:
-        """Cell embedding from sparse LOG1P values (CSR, cells x panel genes) in O(G + detected genes).
+        """Cell embedding from sparse LOG1P values (CSR, cells x panel genes) in O(G + detected genes)
+        (O(detected genes) when the ``phi(e_g, 0)`` pass is cached, see :meth:`_phi_zero`).
 
         Equals ``embed(x)`` for the standardised state ``x`` of the same cells (up to float error).
         Accepts a scipy CSR matrix or a torch sparse CSR tensor.
@@ -91,12 +111,10 @@ class DeepSetsBackbone(GeneSetBackbone):
         ids = self.genes.ids(gene_ids, device)
         if n_genes != ids.shape[0]:
             raise ValueError(f"values have {n_genes} columns for a panel of {ids.shape[0]} genes")
-        e = self.genes.embedding(ids)  # (G, hidden)
-        zero = self.genes.value(torch.zeros(1, device=device))  # V(0), (1, hidden)
-        phi_zero = self.phi(e + zero)  # (G, hidden): phi(e_g, 0), shared by all cells
+        phi_zero, phi_zero_sum = self._phi_zero(ids)
         rows = torch.repeat_interleave(torch.arange(n_cells, device=device), crow[1:] - crow[:-1])  # (nnz,)
-        delta = self.phi(e[col] + self.genes.value(val)) - phi_zero[col]  # (nnz, hidden)
-        total = phi_zero.sum(dim=0).expand(n_cells, -1).index_add(0, rows, delta)  # (B, hidden)
+        delta = self.phi(self.genes.embedding(ids[col]) + self.genes.value(val)) - phi_zero[col]  # (nnz, hidden)
+        total = phi_zero_sum.expand(n_cells, -1).index_add(0, rows, delta)  # (B, hidden)
         dummy = torch.empty(n_cells, 1, device=device)
         c_act = self.conditioning(1.0 if t is None else t, cond, dummy)
         return self._rho(total / n_genes, c_act)
