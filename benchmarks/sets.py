@@ -4,9 +4,8 @@ against the MLP, as StateFlow backbones at matched parameter counts and training
 Usage::
 
     python benchmarks/sets.py --dataset pbmc3k --seeds 0 1 2 --out benchmarks/results/sets_pbmc3k.json
-    python benchmarks/sets.py --dataset kang2018_ifnb --batch-size 64 --out benchmarks/results/sets_kang.json
-    python benchmarks/sets.py --table benchmarks/results/sets_pbmc3k.json          # re-print a saved table
-    python benchmarks/sets.py --cost --genes 2000 --out benchmarks/results/sets_cost.json
+    python benchmarks/sets.py --dataset kang2018_ifnb --params 400000 --out benchmarks/results/sets_kang.json
+    python benchmarks/sets.py --table benchmarks/results/sets_pbmc3k_a.json benchmarks/results/sets_pbmc3k_b.json
 
 Grid mode: every (backbone, seed) runs in its own child process (``bench_common.run_grid``): the
 EVALUATION.md split (seed 0), StateFlow with that backbone (width chosen so the parameter count is the
@@ -16,9 +15,8 @@ accuracy and macro-F1 on the test split) from the frozen backbone's pooled embed
 real cells at ``t = 1`` (for the MLP, which has no set embedding, the input of its output layer), with
 a PCA-50 probe of the same cells as reference.
 
-Cost mode (``--cost``): forward time of the DeepSets cell embedding, dense (``embed``, O(B x G)) vs
-the exact sparse path (``embed_sparse``, O(G + detected genes)), for cells with a growing number of
-detected genes, plus the dense forward of the other set backbones for reference.
+Costs (training step, generation, and the encoders against detected genes on real cells) are measured
+by ``benchmarks/sets_cost.py``.
 """
 
 from __future__ import annotations
@@ -41,9 +39,10 @@ LABELS = {"pbmc3k": "cell_type", "kang2018_ifnb": "cell_type_kang2018", "mouse_b
 WIDTHS = [16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512]
 BASE_KWARGS = {
     "deepsets": {"depth": 2, "phi_depth": 2},
-    "set_transformer": {"depth": 2, "heads": 4, "n_inducing": 16},
-    "rank_tokens": {"depth": 2, "heads": 4},
-    "value_bins": {"depth": 2, "heads": 4, "attention": "isab", "n_inducing": 16},  # SAB over G genes: O(G^2)
+    # two heads: at the matched widths (32-48) a head is 16-24 wide; CPU SDPA with 8-wide heads is ~3x slower
+    "set_transformer": {"depth": 2, "heads": 2, "n_inducing": 16},
+    "rank_tokens": {"depth": 2, "heads": 2},
+    "value_bins": {"depth": 2, "heads": 2, "attention": "isab", "n_inducing": 16},  # SAB over G genes: O(G^2)
     "mlp": {"depth": 3},
 }
 
@@ -145,54 +144,12 @@ def run_one(args, row: str, seed: int) -> dict:
     return result
 
 
-def cost(args) -> dict:
-    """DeepSets embedding time, dense vs sparse, against the number of detected genes per cell."""
-    import scipy.sparse as sp
-    import torch
-
-    from exprflow.backbones import BACKBONES
-
-    rng = np.random.default_rng(0)
-    g, b = args.genes, args.batch_size
-    models = {name: BACKBONES.get(name)(dim=g, n_conditions=0, **{**BASE_KWARGS[name], "hidden": 64}).eval()
-              for name in ROWS[:4]}
-    rows = []
-    for detected in [k for k in (16, 64, 256, 1024, 4096, 16384) if k <= g]:
-        cols = np.concatenate([rng.choice(g, detected, replace=False) for _ in range(b)])
-        values = sp.csr_matrix((rng.exponential(size=b * detected).astype(np.float32) + 0.1,
-                                (np.repeat(np.arange(b), detected), cols)), shape=(b, g))
-        x = torch.from_numpy(values.toarray())
-        row = {"detected": detected, "genes": g, "batch": b}
-        with torch.no_grad():
-            row["deepsets_sparse_ms_per_cell"] = _time(lambda: models["deepsets"].embed_sparse(values), b)
-            row["deepsets_dense_ms_per_cell"] = _time(lambda: models["deepsets"].embed(x), b)
-            for name in ROWS[1:4]:
-                row[f"{name}_forward_ms_per_cell"] = _time(lambda m=models[name]: m(x, 0.5), b)
-        logging.warning("%s", row)
-        rows.append(row)
-    return {"mode": "cost", "torch_threads": torch.get_num_threads(), "rows": rows}
-
-
-def _time(fn, batch: int, repeats: int = 3) -> float:
-    fn()  # warm-up
-    walls = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        walls.append(time.perf_counter() - start)
-    return 1000.0 * float(np.median(walls)) / batch
-
-
 def markdown(result: dict) -> str:
-    """Grid: a column per backbone (mean ± sd over seeds). Cost: a row per number of detected genes."""
-    if result.get("mode") == "cost":
-        keys = [k for k in result["rows"][0] if k.endswith("_ms_per_cell")]
-        lines = ["| detected genes | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
-        lines += [f"| {r['detected']} | " + " | ".join(f"{r[k]:.3f}" for k in keys) + " |" for r in result["rows"]]
-        return "\n".join(lines)
+    """A column per backbone (mean ± sd over seeds), the protocol metrics, probes and costs."""
     extra = [(f"probe {score} ({source})", lambda r, s=source, k=score: r["probe"][s][k])
              for source in ("embedding", "pca50") for score in ("accuracy", "macro_f1")]
-    extra += [(n, lambda r, n=n: r.get(n)) for n in ("n_parameters", "train_wall_s", "train_cpu_s", "peak_rss_mb")]
+    extra += [(n, lambda r, n=n: r.get(n)) for n in ("n_parameters", "train_wall_s", "train_cpu_s", "cells_per_s",
+                                                        "peak_rss_mb")]
     return grid_table(result, extra=extra)
 
 
@@ -201,37 +158,31 @@ def main() -> None:
     parser.add_argument("--dataset", choices=sorted(DATASETS), default="pbmc3k")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--rows", nargs="+", default=ROWS, choices=ROWS)
-    parser.add_argument("--params", type=int, default=500_000, help="target parameter count of every backbone")
-    parser.add_argument("--max-steps", type=int, default=2000, help="training steps (same for every row)")
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--max-tokens", type=int, default=2048,
+    parser.add_argument("--params", type=int, default=150_000, help="target parameter count of every backbone")
+    parser.add_argument("--max-steps", type=int, default=300, help="training steps (same for every row)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--max-tokens", type=int, default=512,
                         help="rank_tokens sequence cap (Geneformer: 2,048; attention cost grows as its square)")
-    parser.add_argument("--cost", action="store_true", help="time dense vs sparse DeepSets (no training)")
-    parser.add_argument("--genes", type=int, default=2000, help="--cost: genes in the panel")
     parser.add_argument("--out", type=Path)
-    parser.add_argument("--table", type=Path, help="re-print the table of a saved result and exit")
+    parser.add_argument("--table", type=Path, nargs="+",
+                        help="print the table of saved result(s) of one dataset (runs merged) and exit")
     parser.add_argument("--worker", help=argparse.SUPPRESS)  # "row,seed": run one in this process
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
     if args.table:
-        print(markdown(json.loads(args.table.read_text())))  # noqa: T201 (a script's output)
+        results = [json.loads(p.read_text()) for p in args.table]
+        merged = {**results[0], "runs": [r for res in results for r in res["runs"]]}
+        print(markdown(merged))  # noqa: T201 (a script's output)
         return
     if args.worker:
         row, seed = args.worker.rsplit(",", 1)
         print(json.dumps(run_one(args, row, int(seed))))  # noqa: T201 (to the parent)
         return
-    if args.cost:
-        from exprflow.io import write_text_atomic
-
-        result = cost(args)
-        if args.out is not None:
-            write_text_atomic(json.dumps(result, indent=2), args.out)
-    else:
-        result = {"dataset": args.dataset, "seeds": args.seeds, "torch_threads": None, "params": args.params,
-                  "max_steps": args.max_steps, "batch_size": args.batch_size, "max_tokens": args.max_tokens}
-        extra = ["--params", str(args.params), "--max-steps", str(args.max_steps), "--batch-size", str(args.batch_size),
-                 "--max-tokens", str(args.max_tokens)]
-        result = run_grid(__file__, args.dataset, args.rows, args.seeds, args.out, result, extra)
+    result = {"dataset": args.dataset, "seeds": args.seeds, "torch_threads": None, "params": args.params,
+              "max_steps": args.max_steps, "batch_size": args.batch_size, "max_tokens": args.max_tokens}
+    extra = ["--params", str(args.params), "--max-steps", str(args.max_steps), "--batch-size", str(args.batch_size),
+             "--max-tokens", str(args.max_tokens)]
+    result = run_grid(__file__, args.dataset, args.rows, args.seeds, args.out, result, extra)
     logging.warning("\n%s", markdown(result))
 
 

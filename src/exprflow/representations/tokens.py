@@ -102,11 +102,12 @@ def rank_order(score: Tensor, detected: Tensor, max_tokens: int = GENEFORMER_MAX
     """Rank-value token order of a batch: ``score (B, G)``, ``detected (B, G)`` bool.
 
     Returns ``(order (B, L), mask (B, L))``: gene indices by descending score among detected genes
-    (ties by gene index; stable sort, so each row depends only on itself), ``L = min(max_tokens, G)``;
+    (ties by gene index; stable sort, so each row depends only on itself), ``L = min(max_tokens, most
+    detected genes of a cell in the batch)`` (padding beyond the longest cell would only be masked);
     ``mask`` marks real tokens. A cell with no detected gene keeps its first token, so attention over
     it is defined.
     """
-    n_keep = min(max_tokens, score.shape[1])
+    n_keep = max(1, min(max_tokens, score.shape[1], int(detected.sum(dim=1).max())))
     masked = torch.where(detected, score, torch.full_like(score, -torch.inf))
     order = torch.sort(masked, dim=1, descending=True, stable=True).indices[:, :n_keep]  # (B, L)
     n_tokens = detected.sum(dim=1).clamp(1, n_keep)  # (B,)

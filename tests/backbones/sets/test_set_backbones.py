@@ -95,6 +95,23 @@ def test_deepsets_sparse_cache_skips_the_gene_pass_and_follows_weight_updates():
     assert model.genes.embedding.weight.grad is not None and model.genes.embedding.weight.grad.abs().sum() > 0
 
 
+def test_rank_tokens_embedding_matches_the_full_pass_and_embeds_only_the_ranked_genes():
+    from exprflow.backbones.sets.base import GeneSetBackbone
+
+    model = _model("rank_tokens").eval()
+    gen = torch.Generator().manual_seed(5)
+    x = torch.randn(6, G, generator=gen)
+    lookups = []
+    model.genes.embedding.register_forward_hook(lambda m, i, o: lookups.append(i[0].numel()))
+    with torch.no_grad():
+        full = GeneSetBackbone.embed(model, x, 0.4)  # every gene tokenised, then the same sequence
+        lookups.clear()
+        fast = model.embed(x, 0.4)
+    torch.testing.assert_close(fast, full)
+    n_tokens = min(model.max_tokens, int((model.genes.to_log1p(x, torch.arange(G)) > 1e-3).sum(1).max()))
+    assert lookups == [x.shape[0] * n_tokens] and n_tokens < G
+
+
 @pytest.mark.parametrize("name", SET_NAMES)
 def test_permuting_genes_permutes_velocities_and_keeps_cell_embedding(name):
     model = _model(name)

@@ -64,17 +64,38 @@ class RankTokensBackbone(GeneSetBackbone):
         medians = nonzero_medians(context.counts, target_sum_of(context))
         self.medians.copy_(torch.as_tensor(medians, dtype=self.medians.dtype))
 
-    def encode(self, tokens: Tensor, u: Tensor, ids: Tensor, c_act: Tensor) -> tuple[Tensor, Tensor]:
+    def _sequence(self, u: Tensor, ids: Tensor, c_act: Tensor):
+        """The rank-ordered tokens of the detected genes through the Transformer.
+
+        Returns ``order (B, L)``, ``seq`` (the input tokens), ``S`` (their outputs), ``weights (B, L, 1)``
+        (1 for real tokens, 0 for padding) and the cell embedding ``(B, hidden)``. Only the ``L`` tokens
+        are embedded, so the cost beyond ranking follows the detected genes (capped at ``max_tokens``).
+        """
         detected = u > DETECTION_THRESHOLD
         score = torch.expm1(u.clamp_min(0.0)) / self.medians[ids]  # normalised (sum 1e4) / median
         order, mask = rank_order(score, detected, self.max_tokens)  # (B, L)
-        index = order.unsqueeze(-1).expand(-1, -1, self.hidden)  # (B, L, hidden)
-        seq = tokens.gather(1, index) if self.value_channel else self.genes.embedding(ids[order])
+        seq = self.genes.embedding(ids[order])
+        if self.value_channel:
+            seq = seq + self.genes.value(u.gather(1, order))
         seq = seq + self.position.weight[: order.shape[1]]
         S = seq
         for block in self.blocks:
             S = block(S, c_act, mask)
         weights = mask.unsqueeze(-1).to(S.dtype)  # (B, L, 1)
-        cell = (S * weights).sum(dim=1) / weights.sum(dim=1)  # (B, hidden)
+        cell = (S * weights).sum(dim=1) / weights.sum(dim=1).clamp_min(1.0)  # (B, hidden)
+        return order, seq, S, weights, cell
+
+    def encode(self, tokens: Tensor, u: Tensor, ids: Tensor, c_act: Tensor) -> tuple[Tensor, Tensor]:
+        order, seq, S, weights, cell = self._sequence(u, ids, c_act)
+        index = order.unsqueeze(-1).expand(-1, -1, self.hidden)  # (B, L, hidden)
         z = tokens.scatter_add(1, index, (S - seq) * weights)
         return z + self.cell_to_gene(cell).unsqueeze(1), cell
+
+    def embed(self, x: Tensor, t: Tensor | float | None = None, cond: Tensor | None = None,
+              gene_ids: Tensor | None = None) -> Tensor:
+        """Cell embedding (masked mean over the rank tokens) without building a token per gene."""
+        ids = self.genes.ids(gene_ids, x.device)
+        if x.shape[1] != ids.shape[0]:
+            raise ValueError(f"x has {x.shape[1]} columns for a panel of {ids.shape[0]} genes")
+        u = self.genes.to_log1p(x, ids)
+        return self._sequence(u, ids, self.conditioning(1.0 if t is None else t, cond, x))[-1]
