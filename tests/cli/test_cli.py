@@ -105,6 +105,17 @@ def test_fit_with_a_sequence_backbone_and_options(files):
     assert config["backbone"] == "s4d" and config["backbone_kwargs"]["patch_size"] == 8
 
 
+@pytest.mark.parametrize("name", ["deepsets", "set_transformer", "rank_tokens", "value_bins"])
+def test_fit_with_a_gene_set_backbone(files, name):
+    d = files
+    r = run("fit", "--data", d / "train.h5ad", "--condition-key", "cell_type", "--model", "state",
+            "--backbone", name, "--backbone-kwargs", '{"hidden": 8, "depth": 1}',
+            "--max-steps", 3, "--batch-size", 16, "--out", d / name)
+    assert r.exit_code == 0, r.output
+    config = json.loads((d / name / "model" / "config.json").read_text())["config"]
+    assert config["backbone"] == name and config["backbone_kwargs"]["hidden"] == 8
+
+
 @pytest.mark.parametrize("text,message", [("{width: 3}", "not valid JSON"), ("[1]", "JSON object"),
                                           ('{"hidden": 3}', "no option")])
 def test_bad_backbone_kwargs_exit_2(files, text, message):
