@@ -106,6 +106,21 @@ def test_pickled_code_in_weights_is_refused(trained, tmp_path):
         type(model).load(tmp_path / "m3")
 
 
+@pytest.mark.parametrize("damage", ["truncate_weights", "truncate_config", "drop_weights"])
+def test_partial_or_corrupted_model_directory_is_a_clear_error(trained, tmp_path, damage):
+    _, _, model = trained
+    model.save(tmp_path / "m4")
+    weights, config = tmp_path / "m4" / "weights.pt", tmp_path / "m4" / "config.json"
+    if damage == "truncate_weights":
+        weights.write_bytes(weights.read_bytes()[:100])
+    elif damage == "truncate_config":
+        config.write_text(config.read_text()[:50])
+    else:
+        weights.unlink()
+    with pytest.raises(ExprflowInputError, match="corrupted|not an exprflow model directory"):
+        type(model).load(tmp_path / "m4")
+
+
 @pytest.mark.parametrize("name", sorted(SMALL))
 def test_user_anndata_is_not_modified(counts_adata, name):
     before = counts_adata.copy()

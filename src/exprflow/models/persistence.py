@@ -53,8 +53,14 @@ def load_model_dir(path: str | os.PathLike) -> tuple[dict, dict[str, torch.Tenso
         raise ExprflowInputError(
             f"{path} is not an exprflow model directory: expected {CONFIG_FILE} and {WEIGHTS_FILE} in it."
         )
-    with open(path / CONFIG_FILE) as fh:
-        config = json.load(fh)
+    try:
+        with open(path / CONFIG_FILE) as fh:
+            config = json.load(fh)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ExprflowInputError(
+            f"{path / CONFIG_FILE} is not valid JSON ({exc}); the model directory is corrupted or was only "
+            "partly written. Re-save the model or use another copy."
+        ) from None
     try:
         tensors = torch.load(path / WEIGHTS_FILE, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickled code or a corrupted file
