@@ -87,3 +87,28 @@ def snapshot(adata: ad.AnnData) -> Callable[[], None]:
         assert list(adata.uns.keys()) == list(before["uns"])
 
     return check
+
+
+def result_or_input_error(adata: ad.AnnData, call: Callable[[], Any]) -> Any:
+    """Run ``call()`` (which reads ``adata``) with warnings muted: its result, or ``None`` after an
+    :class:`ExprflowInputError` with a message. Either way ``adata`` must come back unmodified, and any
+    other exception propagates (a failed property). Records a hypothesis ``event`` for the statistics."""
+    import logging
+
+    from hypothesis import event
+
+    from exprflow.errors import ExprflowInputError
+
+    check = snapshot(adata)
+    logging.disable(logging.WARNING)
+    try:
+        result = call()
+    except ExprflowInputError as err:
+        assert str(err)  # a message the CLI can print
+        event("input error")
+        return None
+    finally:
+        logging.disable(logging.NOTSET)
+        check()
+    event("valid result")
+    return result
