@@ -1,4 +1,4 @@
-"""Command-line interface: ``exprflow demo | fit | generate | evaluate``.
+"""Command-line interface: ``exprflow demo | fit | generate | embed | evaluate``.
 
 User errors (bad data, bad options) print one paragraph to stderr and exit with code 2; no traceback.
 """
@@ -198,6 +198,39 @@ def generate(run, n_cells, like_path, out, n_steps, solver, guidance, seed, over
         adata = model.generate(n_cells=n_cells, n_steps=n_steps, solver=solver, guidance=guidance, seed=seed)
     write_h5ad_atomic(adata, out)
     click.echo(f"{adata.n_obs} cells written to {out}")
+
+
+@cli.command()
+@click.argument("run", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--data", "data_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Cells to embed (.h5ad; for gene-set backbones any gene panel, matched by gene name).")
+@click.option("--layer", default=None, help="Layer of --data holding counts (default: X).")
+@click.option("--drop-unknown-genes", is_flag=True,
+              help="Ignore genes the model does not know (reported) instead of refusing the file.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help='Output .h5ad: the cells\' obs with the embedding in obsm["X_exprflow"].')
+@click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
+def embed(run, data_path, layer, drop_unknown_genes, out, overwrite) -> None:
+    """Embed the cells of --data with a trained RUN: pooled cell embedding of a gene-set backbone
+    (deepsets, set_transformer, rank_tokens, value_bins) or the VAE latent means of a latent model."""
+    import anndata as ad
+
+    from exprflow.data import read_adata
+    from exprflow.io import load_any_model, write_h5ad_atomic
+
+    if out.exists() and not overwrite:
+        raise ExprflowInputError(f"{out} already exists. Pass --overwrite or choose another --out file.")
+    model, adata = load_any_model(run), read_adata(data_path)
+    if hasattr(model, "get_cell_embedding"):
+        emb = model.get_cell_embedding(adata, layer=layer, on_unknown="drop" if drop_unknown_genes else "raise")
+    else:
+        if layer is not None and layer != model.setup.layer:
+            raise ExprflowInputError(f"This model reads layer {model.setup.layer!r}; --layer cannot change it.")
+        emb = model.get_latent_representation(adata)
+    result = ad.AnnData(obs=adata.obs.copy(), obsm={"X_exprflow": emb})
+    result.uns["exprflow"] = {"embedding_of": str(data_path), "model": str(run)}
+    write_h5ad_atomic(result, out)
+    click.echo(f"{result.n_obs} cells x {emb.shape[1]} dimensions written to {out} (obsm['X_exprflow'])")
 
 
 @cli.command("evaluate")

@@ -15,7 +15,7 @@ def run(*args):
     return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
 
 
-@pytest.mark.parametrize("cmd", [[], ["demo"], ["fit"], ["generate"], ["evaluate"]])
+@pytest.mark.parametrize("cmd", [[], ["demo"], ["fit"], ["generate"], ["embed"], ["evaluate"]])
 def test_help_everywhere(cmd):
     result = run(*cmd, "--help")
     assert result.exit_code == 0 and "Usage" in result.output
@@ -114,6 +114,41 @@ def test_fit_with_a_gene_set_backbone(files, name):
     assert r.exit_code == 0, r.output
     config = json.loads((d / name / "model" / "config.json").read_text())["config"]
     assert config["backbone"] == name and config["backbone_kwargs"]["hidden"] == 8
+
+
+def test_embed_a_gene_set_model_on_another_panel(files):
+    import anndata as ad
+
+    d = files
+    assert run("fit", "--data", d / "train.h5ad", "--model", "state", "--backbone", "deepsets", "--backbone-kwargs",
+               '{"hidden": 8, "depth": 1}', "--max-steps", 3, "--batch-size", 16, "--out", d / "emb_run").exit_code == 0
+    other = ad.read_h5ad(d / "test.h5ad")[:, ::-1].copy()  # same genes, reversed
+    other.var_names = [*other.var_names[:-1], "NOT_IN_MODEL"]
+    other.write_h5ad(d / "other_panel.h5ad")
+    refused = CliRunner().invoke(cli, ["embed", str(d / "emb_run"), "--data", str(d / "other_panel.h5ad"),
+                                       "--out", str(d / "emb.h5ad")])
+    assert refused.exit_code == 2 and "not in the model's gene panel" in refused.output
+    assert "Traceback" not in refused.output
+    r = run("embed", d / "emb_run", "--data", d / "other_panel.h5ad", "--drop-unknown-genes", "--out", d / "emb.h5ad")
+    assert r.exit_code == 0, r.output
+    emb = ad.read_h5ad(d / "emb.h5ad")
+    assert emb.obsm["X_exprflow"].shape == (other.n_obs, 8) and np.isfinite(emb.obsm["X_exprflow"]).all()
+    assert list(emb.obs_names) == list(other.obs_names)
+
+
+def test_embed_a_latent_model_and_refuse_a_position_backbone(files):
+    import anndata as ad
+
+    d = files
+    assert run("fit", "--data", d / "train.h5ad", "--model", "latent", "--max-steps", 3, "--flow-steps", 3,
+               "--batch-size", 16, "--out", d / "latent_embed_run").exit_code == 0
+    r = run("embed", d / "latent_embed_run", "--data", d / "test.h5ad", "--out", d / "latent_embedding.h5ad")
+    assert r.exit_code == 0, r.output
+    assert ad.read_h5ad(d / "latent_embedding.h5ad").obsm["X_exprflow"].shape[0] == 60
+    assert run("fit", "--data", d / "train.h5ad", "--model", "state", "--max-steps", 3, "--batch-size", 16,
+               "--out", d / "mlp_run").exit_code == 0
+    r = CliRunner().invoke(cli, ["embed", str(d / "mlp_run"), "--data", str(d / "test.h5ad"), "--out", str(d / "m.h5ad")])
+    assert r.exit_code == 2 and "no pooled cell embedding" in r.output
 
 
 @pytest.mark.parametrize("text,message", [("{width: 3}", "not valid JSON"), ("[1]", "JSON object"),
