@@ -36,7 +36,7 @@ from bench_common import DATASETS, grid_table, run_grid
 ROWS = ["deepsets", "set_transformer", "rank_tokens", "value_bins", "mlp"]
 #: cell-type labels for the probe (kang2018_ifnb: control cells only; NaN elsewhere)
 LABELS = {"pbmc3k": "cell_type", "kang2018_ifnb": "cell_type_kang2018", "mouse_bladder_han2018": "label_int"}
-WIDTHS = [16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512]
+WIDTHS = [8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512]  # 8, 12: the MLP on 14k+ genes
 BASE_KWARGS = {
     "deepsets": {"depth": 2, "phi_depth": 2},
     # two heads: at the matched widths (32-48) a head is 16-24 wide; CPU SDPA with 8-wide heads is ~3x slower

@@ -20,7 +20,7 @@ own process, one torch thread.
 
 Flow-step mode (``--flow-step DATASET ...``): the cost of each backbone as the velocity network of the
 state-vector flow at the parameter counts of ``benchmarks/sets.py`` (``--params``, matched over the same
-width grid extended down to 8): one training step on real cells (velocity, squared error, backward,
+width grid): one training step on real cells (velocity, squared error, backward,
 Adam; median of ``--repeats`` after a warm-up) and the generation cost per cell (16 Euler steps in the
 backbone's own generation chunk), with the peak RSS above baseline of the step. This is what the
 quality grid would cost on a dataset, measured without running it.
@@ -122,7 +122,7 @@ def flow_step_worker(dataset: str, row: str, params: int, batch_size: int, repea
     from exprflow.backbones.base import GeneContext
     from exprflow.data import read_adata
     from exprflow.representations import StateVector
-    from sets import BASE_KWARGS, n_parameters
+    from sets import BASE_KWARGS, WIDTHS, n_parameters
 
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -134,7 +134,7 @@ def flow_step_worker(dataset: str, row: str, params: int, batch_size: int, repea
     n_cond = int(codes.max()) + 1
     G = X.shape[1]
     kwargs = dict(BASE_KWARGS[row])
-    width = min([8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256],
+    width = min(WIDTHS,
                 key=lambda w: abs(n_parameters(row, G, n_cond, {**kwargs, "hidden": w}) - params))
     kwargs["hidden"] = width
     if row == "rank_tokens":
