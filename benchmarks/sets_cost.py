@@ -74,6 +74,7 @@ def worker(dataset: str, encoder: str, hidden: int, batch_size: int, repeats: in
     from exprflow.backbones.base import GeneContext
     from exprflow.data import read_adata
     from exprflow.representations import StateVector
+    from exprflow.representations.tokens import normalise_total
 
     torch.set_num_threads(1)
     adata = read_adata(DATASETS[dataset])
@@ -89,9 +90,7 @@ def worker(dataset: str, encoder: str, hidden: int, batch_size: int, repeats: in
     for idx in batches(X, batch_size):
         counts = X[idx]
         if encoder == "deepsets_sparse":
-            log1p = counts.copy()
-            log1p.data = np.log1p(log1p.data / np.repeat(np.asarray(counts.sum(1)).ravel(), np.diff(counts.indptr))
-                                  * 1e4).astype(np.float32)
+            log1p = normalise_total(counts).log1p().astype(np.float32)  # sparse log1p(counts / library * 1e4)
             call = lambda v=log1p: model.embed_sparse(v)  # noqa: E731
         else:
             x = rep.encode(counts)

@@ -107,10 +107,11 @@ def rank_order(score: Tensor, detected: Tensor, max_tokens: int = GENEFORMER_MAX
     ``mask`` marks real tokens. A cell with no detected gene keeps its first token, so attention over
     it is defined.
     """
-    n_keep = max(1, min(max_tokens, score.shape[1], int(detected.sum(dim=1).max())))
+    n_detected = detected.sum(dim=1)  # (B,)
+    n_keep = max(1, min(max_tokens, score.shape[1], int(n_detected.max())))
     masked = torch.where(detected, score, torch.full_like(score, -torch.inf))
     order = torch.sort(masked, dim=1, descending=True, stable=True).indices[:, :n_keep]  # (B, L)
-    n_tokens = detected.sum(dim=1).clamp(1, n_keep)  # (B,)
+    n_tokens = n_detected.clamp(1, n_keep)  # (B,)
     mask = torch.arange(n_keep, device=score.device)[None, :] < n_tokens[:, None]
     return order, mask
 

@@ -119,12 +119,15 @@ class GeneSetBackbone(nn.Module):
         """``tokens (B, n, hidden)`` -> per-gene states ``(B, n, hidden)`` and cell embedding ``(B, hidden)``."""
         raise NotImplementedError
 
-    def _run(self, x: Tensor, t: Tensor | float, cond: Tensor | None, gene_ids: Tensor | None):
+    def _prepare(self, x: Tensor, t: Tensor | float, cond: Tensor | None, gene_ids: Tensor | None):
+        """The panel's rows ``ids``, log1p values ``u (B, n)`` and conditioning ``c_act (B, hidden)``."""
         ids = self.genes.ids(gene_ids, x.device)
         if x.shape[1] != ids.shape[0]:
             raise ValueError(f"x has {x.shape[1]} columns for a panel of {ids.shape[0]} genes")
-        u = self.genes.to_log1p(x, ids)
-        c_act = self.conditioning(t, cond, x)
+        return ids, self.genes.to_log1p(x, ids), self.conditioning(t, cond, x)
+
+    def _run(self, x: Tensor, t: Tensor | float, cond: Tensor | None, gene_ids: Tensor | None):
+        ids, u, c_act = self._prepare(x, t, cond, gene_ids)
         z, cell = self.encode(self.tokens(u, ids), u, ids, c_act)
         return z, cell, c_act
 

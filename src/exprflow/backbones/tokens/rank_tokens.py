@@ -94,8 +94,5 @@ class RankTokensBackbone(GeneSetBackbone):
     def embed(self, x: Tensor, t: Tensor | float | None = None, cond: Tensor | None = None,
               gene_ids: Tensor | None = None) -> Tensor:
         """Cell embedding (masked mean over the rank tokens) without building a token per gene."""
-        ids = self.genes.ids(gene_ids, x.device)
-        if x.shape[1] != ids.shape[0]:
-            raise ValueError(f"x has {x.shape[1]} columns for a panel of {ids.shape[0]} genes")
-        u = self.genes.to_log1p(x, ids)
-        return self._sequence(u, ids, self.conditioning(1.0 if t is None else t, cond, x))[-1]
+        ids, u, c_act = self._prepare(x, 1.0 if t is None else t, cond, gene_ids)
+        return self._sequence(u, ids, c_act)[-1]
