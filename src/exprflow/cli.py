@@ -1,4 +1,5 @@
-"""Command-line interface: ``exprflow demo | fit | generate | embed | evaluate``.
+"""Command-line interface: ``exprflow demo | fit | generate | embed | evaluate`` and the commands of
+:mod:`exprflow.commands` (one module each, found at start-up).
 
 User errors (bad data, bad options) print one paragraph to stderr and exit with code 2; no traceback.
 """
@@ -67,6 +68,19 @@ def _model_options(f):
     return f
 
 
+def _json_object(option: str, text: str | None) -> dict:
+    """Parse a JSON-object option (clear error, exit 2); ``None`` gives ``{}``."""
+    if text is None:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ExprflowInputError(f"{option} is not valid JSON ({exc.msg}); write e.g. '{{\"width\": 64}}'.")
+    if not isinstance(value, dict):
+        raise ExprflowInputError(f"{option} must be a JSON object, e.g. '{{\"width\": 64}}'.")
+    return value
+
+
 def _backbone_kwargs(backbone: str, text: str | None) -> dict | None:
     """Parse and check ``--backbone-kwargs`` against the backbone's signature (clear errors, exit 2)."""
     import inspect
@@ -75,12 +89,7 @@ def _backbone_kwargs(backbone: str, text: str | None) -> dict | None:
 
     if text is None:
         return None
-    try:
-        kwargs = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ExprflowInputError(f"--backbone-kwargs is not valid JSON ({exc.msg}); write e.g. '{{\"width\": 64}}'.")
-    if not isinstance(kwargs, dict):
-        raise ExprflowInputError("--backbone-kwargs must be a JSON object, e.g. '{\"width\": 64}'.")
+    kwargs = _json_object("--backbone-kwargs", text)
     params = inspect.signature(BACKBONES.get(backbone)).parameters
     valid = sorted(set(params) - {"dim", "n_conditions", "self"})
     unknown = sorted(set(kwargs) - set(valid))
@@ -136,10 +145,15 @@ def demo(out, model_name, backbone, backbone_kwargs, likelihood, flow_steps, max
               help="Training data (.h5ad).")
 @click.option("--layer", default=None, help="Layer holding raw counts (default: X).")
 @click.option("--condition-key", default=None, help="obs column to condition on (e.g. cell_type).")
+@click.option("--time-key", default=None, help="obs column holding time or pseudotime (time-course models).")
+@click.option("--control-group", default=None,
+              help="Level of --condition-key that is the control (perturbation models).")
+@click.option("--model-kwargs", default=None, metavar="JSON",
+              help='Further model options as a JSON object, e.g. \'{"cond_dropout": 0.2}\'.')
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Run directory to write.")
 @_model_options
-def fit(data_path, layer, condition_key, out, model_name, backbone, backbone_kwargs, likelihood, flow_steps, max_epochs,
-        max_steps, batch_size, seed, overwrite) -> None:
+def fit(data_path, layer, condition_key, time_key, control_group, model_kwargs, out, model_name, backbone,
+        backbone_kwargs, likelihood, flow_steps, max_epochs, max_steps, batch_size, seed, overwrite) -> None:
     """Train a model on all cells of --data and save it to OUT/model (with OUT/loss.png)."""
     import torch
 
@@ -150,6 +164,8 @@ def fit(data_path, layer, condition_key, out, model_name, backbone, backbone_kwa
     if out.exists() and not overwrite:
         raise ExprflowInputError(f"{out} already exists. Pass --overwrite or choose another --out directory.")
     kwargs = _model_kwargs(model_name, backbone, likelihood, backbone_kwargs)
+    kwargs.update(_json_object("--model-kwargs", model_kwargs))
+    kwargs.update({k: v for k, v in (("time_key", time_key), ("control_group", control_group)) if v is not None})
     train = _train_kwargs(model_name, max_epochs, max_steps, batch_size, flow_steps, seed)
     adata = read_adata(data_path)
     torch.manual_seed(seed)
@@ -279,6 +295,16 @@ def _echo_summary(summary: dict, out: Path) -> None:
         f"c2st_knn {m.get('c2st_knn', float('nan')):.3f}, label accuracy {m.get('label_accuracy', float('nan'))}\n"
         f"  training {summary['train_wall_s']:.1f} s, sampling {summary['cells_per_s']:.0f} cells/s; see {out / 'report.md'}"
     )
+
+
+def _add_discovered_commands() -> None:
+    from exprflow.commands import discover_commands
+
+    for command in discover_commands():
+        cli.add_command(command)
+
+
+_add_discovered_commands()
 
 
 def main() -> None:

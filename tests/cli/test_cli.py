@@ -157,3 +157,18 @@ def test_bad_backbone_kwargs_exit_2(files, text, message):
     r = CliRunner().invoke(cli, ["fit", "--data", str(files / "train.h5ad"), "--model", "state", "--backbone", "s4d",
                                  "--backbone-kwargs", text, "--out", str(files / "bad")])
     assert r.exit_code == 2 and message in r.output and "Traceback" not in r.output
+
+
+@pytest.mark.parametrize("text, message", [("{bad", "not valid JSON"), ("[1, 2]", "must be a JSON object"),
+                                           ('{"no_such_option": 1}', "no_such_option")])
+def test_fit_model_kwargs_errors_exit_2(files, text, message):
+    r = CliRunner().invoke(cli, ["fit", "--data", str(files / "train.h5ad"), "--model", "state", "--max-steps", "2",
+                                 "--model-kwargs", text, "--out", str(files / "kwargs_run")])
+    assert r.exit_code == 2 and message in r.output and "Traceback" not in r.output
+
+
+def test_discovered_commands_are_registered():
+    from exprflow.commands import discover_commands
+
+    for command in discover_commands():
+        assert cli.get_command(None, command.name) is command
