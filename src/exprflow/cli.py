@@ -51,8 +51,8 @@ def _model_options(f):
 
     f = click.option("--model", "model_name", default="latent", show_default=True, type=click.Choice(MODELS.names()),
                      help="Model (representation + objective).")(f)
-    f = click.option("--backbone", default="mlp", show_default=True, type=click.Choice(BACKBONES.names()),
-                     help="Backbone network of the flow.")(f)
+    f = click.option("--backbone", default=None, type=click.Choice(BACKBONES.names()),
+                     help="Backbone network of the flow (default: the model's own, mlp for latent/state).")(f)
     f = click.option("--backbone-kwargs", default=None, metavar="JSON",
                      help='Backbone options as a JSON object, e.g. \'{"width": 64, "patch_size": 32}\' '
                           '(replaces the model\'s default backbone options).')(f)
@@ -98,9 +98,16 @@ def _backbone_kwargs(backbone: str, text: str | None) -> dict | None:
     return kwargs
 
 
-def _model_kwargs(model_name: str, backbone: str, likelihood: str | None, backbone_kwargs: str | None = None) -> dict:
-    """Constructor options from the CLI flags (``--likelihood`` belongs to the latent model only)."""
-    kwargs: dict = {"backbone": backbone}
+def _model_kwargs(model_name: str, backbone: str | None, likelihood: str | None, backbone_kwargs: str | None = None) -> dict:
+    """Constructor options from the CLI flags (``--likelihood`` belongs to the latent model only).
+
+    Without ``--backbone`` the model's configured default backbone is used (and checked against
+    ``--backbone-kwargs``)."""
+    from exprflow.models import MODELS
+
+    kwargs: dict = {} if backbone is None else {"backbone": backbone}
+    if backbone is None:
+        backbone = getattr(MODELS.get(model_name).config_cls(), "backbone", "mlp")
     parsed = _backbone_kwargs(backbone, backbone_kwargs)
     if parsed is not None:
         kwargs["backbone_kwargs"] = parsed
