@@ -129,6 +129,31 @@ def _train_kwargs(model_name, max_epochs, max_steps, batch_size, flow_steps, see
     return kwargs
 
 
+DEFAULT_CHECKPOINT_EVERY = 1000
+
+
+def _run_kwargs(model_cls, model_name: str, **options) -> dict:
+    """Devices / strategy / checkpoint options for ``model_cls.train``, refused clearly where it lacks them.
+
+    Options left at their defaults are passed only to models whose ``train`` accepts them, so models
+    without multi-device or checkpoint support keep working with plain ``exprflow fit``."""
+    import inspect
+
+    accepted = inspect.signature(model_cls.train).parameters
+    defaults = {"accelerator": "cpu", "devices": 1, "num_nodes": 1, "strategy": "auto", "checkpoint_every": None,
+                "resume": False, "checkpoint_dir": None}
+    if options["checkpoint_every"] is None and "checkpoint_every" in accepted:
+        options["checkpoint_every"] = DEFAULT_CHECKPOINT_EVERY
+    kwargs = {}
+    for name, value in options.items():
+        if name in accepted:
+            kwargs[name] = value
+        elif value != defaults[name] and name != "checkpoint_dir":
+            flag = "--" + name.replace("_", "-")
+            raise ExprflowInputError(f"--model {model_name} does not support {flag} (its train() has no {name!r}).")
+    return kwargs
+
+
 @cli.command()
 @click.option("--out", type=click.Path(path_type=Path), default=Path("runs/demo"), show_default=True,
               help="Run directory to write.")
@@ -158,27 +183,53 @@ def demo(out, model_name, backbone, backbone_kwargs, likelihood, flow_steps, max
 @click.option("--model-kwargs", default=None, metavar="JSON",
               help='Further model options as a JSON object, e.g. \'{"cond_dropout": 0.2}\'.')
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Run directory to write.")
+@click.option("--accelerator", default="cpu", show_default=True, help="Lightning accelerator: cpu, gpu, auto, ...")
+@click.option("--devices", default="1", show_default=True,
+              help="Devices (one training process each) per node: a number, 'auto', or GPU ids such as '0,1'.")
+@click.option("--num-nodes", type=int, default=1, show_default=True, help="Nodes of a multi-node run (docs/scaling.md).")
+@click.option("--strategy", default="auto", show_default=True,
+              help="Lightning strategy; 'ddp' for several devices or nodes (gloo on CPU, NCCL on GPUs).")
+@click.option("--checkpoint-every", type=int, default=None,
+              help=f"Checkpoint every N training steps into OUT/checkpoints (default {DEFAULT_CHECKPOINT_EVERY}; "
+                   "0: only at the end of each training phase).")
+@click.option("--resume", is_flag=True, help="Continue the interrupted run in --out from its last checkpoint "
+                                             "(give the same options as when it started).")
 @_model_options
-def fit(data_path, layer, condition_key, time_key, control_group, model_kwargs, out, model_name, backbone,
-        backbone_kwargs, likelihood, flow_steps, max_epochs, max_steps, batch_size, seed, overwrite) -> None:
-    """Train a model on all cells of --data and save it to OUT/model (with OUT/loss.png)."""
+def fit(data_path, layer, condition_key, time_key, control_group, model_kwargs, out, accelerator, devices, num_nodes,
+        strategy, checkpoint_every, resume, model_name, backbone, backbone_kwargs, likelihood, flow_steps, max_epochs,
+        max_steps, batch_size, seed, overwrite) -> None:
+    """Train a model on all cells of --data and save it to OUT/model (with OUT/loss.png).
+
+    A run is checkpointed to OUT/checkpoints; --resume continues a killed run exactly. With several
+    processes (--devices N --strategy ddp, torchrun, srun) only rank 0 writes OUT.
+    """
     import torch
 
     from exprflow.data import read_adata
     from exprflow.models import MODELS
+    from exprflow.models.run_dir import check_run_dir, is_launch_rank_zero, start_run_dir
     from exprflow.plotting import plot_loss_curve
 
-    if out.exists() and not overwrite:
-        raise ExprflowInputError(f"{out} already exists. Pass --overwrite or choose another --out directory.")
     kwargs = _model_kwargs(model_name, backbone, likelihood, backbone_kwargs)
     kwargs.update(_json_object("--model-kwargs", model_kwargs))
     kwargs.update({k: v for k, v in (("time_key", time_key), ("control_group", control_group)) if v is not None})
     train = _train_kwargs(model_name, max_epochs, max_steps, batch_size, flow_steps, seed)
+    devices = int(devices) if devices.lstrip("-").isdigit() else devices
+    options = {"data": str(data_path.resolve()), "layer": layer, "condition_key": condition_key, "model": model_name,
+               "model_kwargs": kwargs, "train": dict(train), "accelerator": accelerator, "devices": devices,
+               "num_nodes": num_nodes, "strategy": strategy, "checkpoint_every": checkpoint_every}
+    checkpoint_dir = check_run_dir(out, options, overwrite=overwrite, resume=resume)
+    model_cls = MODELS.get(model_name)
+    train.update(_run_kwargs(model_cls, model_name, accelerator=accelerator, devices=devices, num_nodes=num_nodes,
+                             strategy=strategy, checkpoint_dir=str(checkpoint_dir), checkpoint_every=checkpoint_every,
+                             resume=resume))
     adata = read_adata(data_path)
     torch.manual_seed(seed)
-    model = MODELS.get(model_name)(adata, layer=layer, condition_key=condition_key, **kwargs)
+    model = model_cls(adata, layer=layer, condition_key=condition_key, **kwargs)
+    start_run_dir(out, options, resume=resume)
     model.train(**train)
-    out.mkdir(parents=True, exist_ok=True)
+    if not is_launch_rank_zero():  # the other processes of a multi-process run write nothing
+        return
     model.save(out / "model", overwrite=overwrite)
     plot_loss_curve(model.history, out / "loss.png")
     click.echo(f"model saved to {out / 'model'} (training {model.train_seconds:.1f} s)")

@@ -1,14 +1,23 @@
-"""Running a training plan with Lightning (progress bar, CSV log, devices).
+"""Running a training plan with Lightning (progress bar, CSV log, devices, checkpoints, resume).
 
 :func:`fit_loader` runs any ``LightningModule`` on any ``DataLoader`` (sequences of cells, DNA
-windows, populations); :func:`fit_plan` is the common case of sparse cell rows densified per batch.
+windows, populations); :func:`fit_plan` is the common case of sparse cell rows densified per batch,
+batched by a :class:`~exprflow.data.samplers.StepBatchSampler` (the batch of global step ``k`` is a
+pure function of the seed and ``k``, and the processes of a DDP run see disjoint rows).
+
+Multi-device / multi-node training is Lightning's: ``devices``, ``num_nodes`` and ``strategy="ddp"``
+(gloo on CPU, NCCL on GPUs; launched by Lightning itself, by ``torchrun`` or by SLURM's ``srun``; see
+docs/scaling.md). Checkpoints (``checkpoint_path``, ``checkpoint_every``) are written by rank 0 only,
+atomically, and ``resume=True`` continues from one exactly (:mod:`exprflow.models.checkpoint`).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 import warnings
+from collections.abc import Sequence
 
 import lightning as L
 import numpy as np
@@ -16,9 +25,19 @@ import scipy.sparse as sp
 from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader
 
-from exprflow.data import make_dataloader
+from exprflow.data.loaders import CellDataset
+from exprflow.data.samplers import StepBatchSampler, step_loader
+from exprflow.models.checkpoint import AtomicCheckpointIO, StepCheckpoint, read_checkpoint
 
 logger = logging.getLogger(__name__)
+
+
+def _total_steps(steps_per_epoch: int, max_epochs: int | None, max_steps: int | None) -> int:
+    """Optimiser steps of the run: ``max_steps``, ``max_epochs`` epochs, or the smaller of the two."""
+    if max_epochs is None and max_steps is None:
+        raise ValueError("give max_epochs or max_steps")
+    by_epochs = None if max_epochs is None else max_epochs * steps_per_epoch
+    return min(s for s in (max_steps, by_epochs) if s is not None)
 
 
 def fit_loader(
@@ -32,41 +51,71 @@ def fit_loader(
     seed: int = 0,
     progress_bar: bool = True,
     log_dir: str | None = None,
-) -> None:
+    num_nodes: int = 1,
+    strategy: str = "auto",
+    checkpoint_path: str | os.PathLike | None = None,
+    checkpoint_every: int | None = None,
+    resume: bool = False,
+    callbacks: Sequence[L.Callback] = (),
+) -> L.Trainer:
     """Fit ``plan`` on the batches of ``loader`` for ``max_epochs`` or ``max_steps`` (the smaller if both).
 
     Sets ``plan.total_steps`` (the learning-rate schedule's horizon) before training. Seed the loader's
     generator (and call ``lightning.seed_everything``) before building it for a reproducible run.
+
+    ``checkpoint_path``: file to checkpoint to, every ``checkpoint_every`` steps and at the end.
+    ``resume``: continue from ``checkpoint_path`` if it exists (else start at step 0). A loader whose
+    ``batch_sampler`` is a :class:`StepBatchSampler` resumes mid-epoch exactly and is sharded across
+    processes by the sampler itself; other loaders get Lightning's ``DistributedSampler`` and restart
+    an interrupted epoch from its beginning. Returns the Lightning ``Trainer``.
     """
-    if max_epochs is None and max_steps is None:
-        raise ValueError("give max_epochs or max_steps")
-    steps_per_epoch = max(len(loader), 1)
-    total = max_steps if max_steps is not None else max_epochs * steps_per_epoch
-    if max_epochs is not None and max_steps is not None:
-        total = min(max_steps, max_epochs * steps_per_epoch)
-    plan.total_steps = total
+    step_sampler = loader.batch_sampler if isinstance(loader.batch_sampler, StepBatchSampler) else None
     root = log_dir or tempfile.mkdtemp(prefix="exprflow_logs_")
+    all_callbacks = list(callbacks)
+    if checkpoint_path is not None:
+        all_callbacks.append(StepCheckpoint(checkpoint_path, checkpoint_every, seed=seed))
+    ckpt_path = None
+    if resume and checkpoint_path is not None and os.path.exists(checkpoint_path):
+        read_checkpoint(checkpoint_path)  # a clear error now rather than a traceback inside Lightning
+        ckpt_path = str(checkpoint_path)
+    elif resume:
+        logger.info("no checkpoint at %s: training from step 0", checkpoint_path)
     trainer = L.Trainer(
         max_epochs=max_epochs if max_epochs is not None else -1,
-        max_steps=total,
+        max_steps=max_steps if max_steps is not None else -1,
         accelerator=accelerator,
         devices=devices,
+        num_nodes=num_nodes,
+        strategy=strategy,
         logger=CSVLogger(root, name="", version=""),
+        callbacks=all_callbacks,
+        plugins=[AtomicCheckpointIO()],
         enable_checkpointing=False,
         enable_progress_bar=progress_bar,
         enable_model_summary=False,
+        use_distributed_sampler=step_sampler is None,
         gradient_clip_val=getattr(getattr(plan, "optim", None), "grad_clip", None),
-        log_every_n_steps=max(1, min(50, steps_per_epoch)),
+        log_every_n_steps=max(1, min(50, len(loader))),
         default_root_dir=root,
     )
-    logger.info("training %d steps (%d per epoch)", total, steps_per_epoch)
+    if step_sampler is not None:
+        step_sampler.bind(trainer)
+        steps_per_epoch = max(len(step_sampler), 1)
+    else:
+        steps_per_epoch = max(len(loader) // max(trainer.world_size, 1), 1)
+    plan.total_steps = _total_steps(steps_per_epoch, max_epochs, max_steps)
+    logger.info("training %d steps (%d per epoch, %d process(es))", plan.total_steps, steps_per_epoch,
+                trainer.world_size)
     # Lightning's start-up banner (GPU/TPU availability, logger tips) is noise for CPU users.
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*GPU available but not used.*")
         warnings.filterwarnings("ignore", message=".*LeafSpec.*")
-        trainer.fit(plan, train_dataloaders=loader)
+        if step_sampler is not None:  # the step-indexed sampler does resume mid-epoch
+            warnings.filterwarnings("ignore", message=".*resuming from a checkpoint that ended before the epoch.*")
+        trainer.fit(plan, train_dataloaders=loader, ckpt_path=ckpt_path, weights_only=True)
+    return trainer
 
 
 def fit_plan(
@@ -82,10 +131,15 @@ def fit_plan(
     seed: int = 0,
     progress_bar: bool = True,
     log_dir: str | None = None,
-) -> None:
-    """Fit ``plan`` on the rows of ``X`` (densified per batch) for ``max_epochs`` or ``max_steps``."""
+    **trainer_options,
+) -> L.Trainer:
+    """Fit ``plan`` on the rows of ``X`` (densified per batch) for ``max_epochs`` or ``max_steps``.
+
+    ``batch_size`` rows per process and step. ``trainer_options``: ``num_nodes``, ``strategy``,
+    ``checkpoint_path``, ``checkpoint_every``, ``resume``, ``callbacks`` of :func:`fit_loader`.
+    """
     L.seed_everything(seed, workers=True, verbose=False)
-    batch_size = min(batch_size, X.shape[0])
-    loader = make_dataloader(X, conditions, batch_size=batch_size, shuffle=True, seed=seed, drop_last=True)
-    fit_loader(plan, loader, max_epochs=max_epochs, max_steps=max_steps, accelerator=accelerator,
-               devices=devices, seed=seed, progress_bar=progress_bar, log_dir=log_dir)
+    dataset = CellDataset(X, conditions)
+    loader = step_loader(dataset, min(batch_size, X.shape[0]), seed=seed, drop_last=True, collate_fn=dataset.collate)
+    return fit_loader(plan, loader, max_epochs=max_epochs, max_steps=max_steps, accelerator=accelerator,
+                      devices=devices, seed=seed, progress_bar=progress_bar, log_dir=log_dir, **trainer_options)

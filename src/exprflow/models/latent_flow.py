@@ -116,27 +116,39 @@ class LatentFlow(FlowModel):
         seed: int = 0,
         progress_bar: bool = True,
         log_dir: str | None = None,
+        num_nodes: int = 1,
+        strategy: str = "auto",
+        checkpoint_dir: str | None = None,
+        checkpoint_every: int | None = None,
+        resume: bool = False,
     ) -> "LatentFlow":
         """Phase 1 trains the VAE (``max_epochs`` or ``max_steps``; default: :func:`default_vae_steps`),
-        phase 2 the flow on the encoder means (``flow_steps``)."""
+        phase 2 the flow on the encoder means (``flow_steps``).
+
+        ``devices``, ``num_nodes``, ``strategy`` and the checkpoint options as in :meth:`StateFlow.train`;
+        each phase checkpoints to its own file (``vae.ckpt``, ``flow.ckpt``) and ``resume=True`` skips
+        a finished VAE phase (restoring its weights) and continues the phase that was interrupted.
+        """
         if self.data is None:
             raise ExprflowInputError("A loaded model cannot be trained again; build a new LatentFlow(adata).")
         if max_epochs is None and max_steps is None:
             max_steps = default_vae_steps(self.data.n_cells, len(self.var_names), batch_size)
-        common = dict(accelerator=accelerator, devices=devices, seed=seed, progress_bar=progress_bar, log_dir=log_dir)
+        common = dict(accelerator=accelerator, devices=devices, seed=seed, progress_bar=progress_bar, log_dir=log_dir,
+                      num_nodes=num_nodes, strategy=strategy, checkpoint_every=checkpoint_every, resume=resume)
+        ckpt = (lambda name: None) if checkpoint_dir is None else (lambda name: f"{checkpoint_dir}/{name}.ckpt")
         start = time.perf_counter()
         logger.info("phase 1/2: count VAE (%s likelihood, %d latent dims)", self.config.vae.likelihood,
                     self.config.vae.n_latent)
         self.vae_plan = VAETrainingPlan(self.vae, self.config.vae_optim)
         fit_plan(self.vae_plan, self.data.X, None, batch_size=batch_size, max_epochs=max_epochs,
-                 max_steps=max_steps, **common)
+                 max_steps=max_steps, checkpoint_path=ckpt("vae"), **common)
         self.vae_seconds = time.perf_counter() - start
 
         logger.info("phase 2/2: rectified flow on the latent means (%d steps)", flow_steps)
         states = self._fit_state_standardiser(self.data.X, self.data.library_size)
         self.plan = FlowTrainingPlan(self.backbone, self.objective, lambda s: s, self.config.flow_optim, 0)
         fit_plan(self.plan, states, self.data.conditions, batch_size=flow_batch_size, max_epochs=None,
-                 max_steps=flow_steps, **common)
+                 max_steps=flow_steps, checkpoint_path=ckpt("flow"), **common)
         self.train_seconds = time.perf_counter() - start
         self.history = {"vae": list(self.vae_plan.history), "flow": list(self.plan.history)}
         self.is_trained = True

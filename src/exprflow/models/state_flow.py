@@ -85,8 +85,18 @@ class StateFlow(FlowModel):
         seed: int = 0,
         progress_bar: bool = True,
         log_dir: str | None = None,
+        num_nodes: int = 1,
+        strategy: str = "auto",
+        checkpoint_dir: str | None = None,
+        checkpoint_every: int | None = None,
+        resume: bool = False,
     ) -> "StateFlow":
-        """Train with Lightning. Give ``max_epochs`` or ``max_steps`` (default: 2,000 steps)."""
+        """Train with Lightning. Give ``max_epochs`` or ``max_steps`` (default: 2,000 steps).
+
+        ``batch_size`` cells per device; ``devices``, ``num_nodes``, ``strategy="ddp"``: multi-device
+        training (docs/scaling.md). ``checkpoint_dir``: write ``flow.ckpt`` there every
+        ``checkpoint_every`` steps and at the end; ``resume=True`` continues from it exactly.
+        """
         if max_epochs is None and max_steps is None:
             max_steps = 2000
         self.plan = FlowTrainingPlan(self.backbone, self.objective, self.representation.encode, self.config.optim, 0)
@@ -94,7 +104,9 @@ class StateFlow(FlowModel):
         fit_plan(
             self.plan, self.data.X, self.data.conditions, batch_size=batch_size, max_epochs=max_epochs,
             max_steps=max_steps, accelerator=accelerator, devices=devices, seed=seed,
-            progress_bar=progress_bar, log_dir=log_dir,
+            progress_bar=progress_bar, log_dir=log_dir, num_nodes=num_nodes, strategy=strategy,
+            checkpoint_path=None if checkpoint_dir is None else f"{checkpoint_dir}/flow.ckpt",
+            checkpoint_every=checkpoint_every, resume=resume,
         )
         self.train_seconds = time.perf_counter() - start
         self.history = list(self.plan.history)

@@ -78,8 +78,20 @@ class FlowTrainingPlan(L.LightningModule):
         self.history.append((int(self.global_step), float(loss.detach())))
         return loss
 
-    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+    def optimizer_step(self, *args, **kwargs) -> None:
+        # The EMA follows each optimiser step here rather than in on_train_batch_end, because callbacks
+        # (the step checkpoint) run their on_train_batch_end before the module's: a checkpoint taken
+        # after step k then holds the EMA of step k.
+        super().optimizer_step(*args, **kwargs)
         self.ema.update(self.backbone)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["exprflow_plan"] = {"ema": self.ema.state_dict(), "history": list(self.history)}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        state = checkpoint["exprflow_plan"]
+        self.ema.load_state_dict(state["ema"])
+        self.history = [tuple(h) for h in state["history"]]
 
     def configure_optimizers(self):
         return adamw_warmup_cosine(self.backbone.parameters(), self.optim, self.total_steps)

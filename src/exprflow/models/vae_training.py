@@ -38,5 +38,11 @@ class VAETrainingPlan(L.LightningModule):
         self.history.append((int(self.global_step), float(loss.detach()), float(parts["recon"]), float(parts["kl"])))
         return loss
 
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["exprflow_plan"] = {"history": list(self.history)}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.history = [tuple(h) for h in checkpoint["exprflow_plan"]["history"]]
+
     def configure_optimizers(self):
         return adamw_warmup_cosine(self.module.parameters(), self.optim, self.total_steps)
