@@ -1,0 +1,190 @@
+"""Leave-one-time-point-out benchmark of the sequence flow (issue 6, items 1-3 and 5).
+
+Usage::
+
+    python benchmarks/trajectories.py --seeds 0 1 2 --out benchmarks/results/trajectories.json
+    python benchmarks/trajectories.py --tasks hsmm:24 --rows interp s4d --seeds 0 --steps 200   # a quick look
+    python benchmarks/trajectories.py --table benchmarks/results/trajectories.json
+
+Tasks: ``hsmm:24`` / ``hsmm:48`` (hsmm_timecourse_fpkm, FPKM, the Gaussian log1p-PCA latent, top 2,000
+genes by log1p variance over the train time points) and ``paul15:K`` (paul15_pseudotime, counts, the NB
+count VAE; lineage 1, cells with weight_lineage1 >= 0.5, 8 quantile bins of pseudotime_lineage1; bin K
+held out). The model trains on every other time point (the held-out one is a grid step without cells)
+and fills the held-out step in with the observed ones as context (real train cells chained by OT).
+
+Rows: ``interp`` (OT-displacement interpolation of the two neighbouring time points in the same latent
+space, decoded by the same decoder), ``s4d``, ``mamba``, ``transformer``, ``hybrid`` (S4D and attention
+blocks alternating). Every backbone row shares the task's latent space within a seed.
+
+Metrics (EVALUATION.md's definitions): the held-out cells are split in half (seed 0): A is the test
+set, B the floor's real sample. Reference space: the protocol's normalisation and a 30-component PCA
+fitted on the train cells (the observed time points; held-out cells are never seen). Each row
+generates |A| cells; w2, energy, mmd against A, and coverage, as ratios to the floor (B vs A).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench_common import SHARED, cpu_seconds, mean_sd
+
+ROWS = ["interp", "s4d", "mamba", "transformer", "hybrid"]
+TASKS = ["hsmm:24", "hsmm:48", "paul15:3", "paul15:5"]
+N_BINS = 8
+
+
+def load_task(task: str):
+    """(train AnnData, held-out AnnData, time_key, model kwargs, counts, held-out time, grid)."""
+    import anndata as ad
+
+    name, _, held = task.partition(":")
+    if name == "hsmm":
+        adata = ad.read_h5ad(SHARED / "hsmm_timecourse_fpkm.h5ad")
+        hours = adata.obs["Hours"].astype(int).to_numpy()
+        train_rows = hours != int(held)
+        y = np.log1p(adata.X[train_rows].toarray())
+        genes = np.sort(np.argsort(-y.var(0), kind="stable")[:2000])
+        adata = adata[:, genes].copy()
+        grid = sorted(set(hours.tolist()))
+        return (adata[train_rows].copy(), adata[~train_rows].copy(), "Hours", {"time_points": grid}, False,
+                float(held), [float(g) for g in grid])
+    adata = ad.read_h5ad(SHARED / "paul15_pseudotime.h5ad")
+    adata = adata[adata.obs["weight_lineage1"].to_numpy() >= 0.5].copy()
+    from exprflow.data.timecourse import quantile_bins
+
+    pt = adata.obs["pseudotime_lineage1"].to_numpy()
+    bins = quantile_bins(pt, N_BINS)
+    centres = np.array([pt[bins == k].mean() for k in range(N_BINS)])
+    adata.obs["bin_time"] = centres[bins]
+    keep = bins != int(held)
+    return (adata[keep].copy(), adata[~keep].copy(), "bin_time",
+            {"time_points": centres.tolist(), "weight_key": "weight_lineage1"}, True, float(centres[int(held)]),
+            centres.tolist())
+
+
+def run_task(task: str, seed: int, rows: list[str], steps: int, vae_steps: int, width: int, depth: int) -> list[dict]:
+    """Train every row on one task and seed (sharing the latent space) and score the held-out cells."""
+    import torch
+
+    torch.set_num_threads(1)
+    from exprflow.flows.trajectories import displacement_interpolation
+    from exprflow.metrics import ReferenceSpace, coverage, energy, mmd, w2
+    from exprflow.models.trajectory_flow import TrajectoryFlow
+
+    train, held, time_key, kwargs, counts, t_held, grid = load_task(task)
+    split = np.random.default_rng(0).permutation(held.n_obs)
+    test, floor_ref = held[split[: held.n_obs // 2]], held[split[held.n_obs // 2:]]
+    space = ReferenceSpace(30, counts=counts).fit(train.X)
+    z_test = space.transform(test.X)
+    n = test.n_obs
+
+    def scores(X) -> dict:
+        z = space.transform(X)
+        return {"w2": w2(z, z_test), "energy": energy(z, z_test), "mmd": mmd(z, z_test),
+                "coverage": coverage(z_test, z)}
+
+    floor = scores(floor_ref.X[: n])
+    out, first = [], None
+    model_kwargs = dict(kwargs, n_latent=10, n_sequences=4096,
+                        backbone_kwargs={"width": width, "depth": depth})
+    for row in rows:
+        start_wall, start_cpu = time.perf_counter(), cpu_seconds()
+        backbone = "s4d" if row == "interp" else row
+        model = TrajectoryFlow(train, time_key=time_key, backbone=backbone, **model_kwargs)
+        if row == "interp":
+            model.train(max_steps=1, vae_steps=vae_steps, seed=seed, progress_bar=False, representation_from=first)
+            k = model.grid_index(t_held)
+            states = [model.train_states[model.train_codes == model.level_of_grid[i]] for i in (k - 1, k + 1)]
+            s = (grid[k] - grid[k - 1]) / (grid[k + 1] - grid[k - 1])
+            z = displacement_interpolation(states[0], states[1], s, n, seed=seed)
+            X = model.encoder.decode(z.astype(np.float32), np.random.default_rng(seed))
+            params = 0
+        else:
+            model.train(max_steps=steps, vae_steps=vae_steps, seed=seed, progress_bar=False,
+                        representation_from=first)
+            X = model.predict(t_held, n_cells=n, seed=seed).X
+            params = sum(p.numel() for p in model.backbone.parameters())
+        first = first or model
+        m = scores(X)
+        out.append({"task": task, "row": row, "seed": seed, "metrics": m, "floor": floor,
+                    "ratio": {k: m[k] / floor[k] for k in m}, "n_test": n, "n_train": train.n_obs,
+                    "params": params, "wall_s": time.perf_counter() - start_wall,
+                    "cpu_s": cpu_seconds() - start_cpu, "torch_threads": torch.get_num_threads()})
+        logging.warning("%s %s seed %d: w2 %.2fx, energy %.2fx floor (%.0f s)", task, row, seed,
+                        out[-1]["ratio"]["w2"], out[-1]["ratio"]["energy"], out[-1]["wall_s"])
+    return out
+
+
+def markdown(result: dict) -> str:
+    """One table per task: rows x (w2, energy, mmd, coverage ratios to the floor, wall s), mean ± sd."""
+    lines = []
+    runs = result["runs"]
+    for task in dict.fromkeys(r["task"] for r in runs):
+        lines += [f"**{task}** (held-out cells: test {runs[0]['n_test'] if runs else '?'} per half; seeds "
+                  f"{sorted({r['seed'] for r in runs if r['task'] == task})}, torch threads 1)", "",
+                  "| row | w2 / floor | energy / floor | mmd / floor | coverage / floor | params | wall s | cpu s |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for row in dict.fromkeys(r["row"] for r in runs if r["task"] == task):
+            rs = [r for r in runs if r["task"] == task and r["row"] == row]
+            cells = [mean_sd(r["ratio"][k] for r in rs) for k in ("w2", "energy", "mmd", "coverage")]
+            lines.append(f"| {row} | " + " | ".join(cells) + f" | {rs[0]['params']:,} | "
+                         f"{mean_sd(r['wall_s'] for r in rs)} | {mean_sd(r['cpu_s'] for r in rs)} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tasks", nargs="+", default=TASKS)
+    parser.add_argument("--rows", nargs="+", default=ROWS)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--steps", type=int, default=600, help="sequence-flow training steps")
+    parser.add_argument("--vae-steps", type=int, default=1500, help="count VAE steps (paul15)")
+    parser.add_argument("--width", type=int, default=64)
+    parser.add_argument("--depth", type=int, default=4)
+    parser.add_argument("--out", type=Path)
+    parser.add_argument("--table", type=Path)
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
+    if args.table:
+        print(markdown(json.loads(args.table.read_text())))  # noqa: T201 (a script's output)
+        return
+    opts = [args.steps, args.vae_steps, args.width, args.depth]
+    if args.worker:
+        task, seed = args.worker.rsplit(",", 1)
+        print(json.dumps(run_task(task, int(seed), args.rows, *opts)))  # noqa: T201 (to the parent)
+        return
+    from exprflow.io import write_text_atomic
+
+    result = {"settings": vars(args) | {"out": str(args.out), "table": None}, "runs": []}
+    if args.out is not None and args.out.exists():
+        result["runs"] = json.loads(args.out.read_text())["runs"]
+    done = {(r["task"], r["seed"]) for r in result["runs"]}
+    for seed in args.seeds:
+        for task in args.tasks:
+            if (task, seed) in done:
+                continue
+            cmd = [sys.executable, __file__, "--worker", f"{task},{seed}", "--rows", *args.rows, "--steps",
+                   str(args.steps), "--vae-steps", str(args.vae_steps), "--width", str(args.width), "--depth",
+                   str(args.depth)]
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            if proc.returncode != 0:
+                logging.warning("%s seed %d failed:\n%s", task, seed, proc.stderr[-3000:])
+                continue
+            result["runs"] += json.loads(proc.stdout.strip().splitlines()[-1])
+            if args.out is not None:
+                write_text_atomic(json.dumps(result, indent=2), args.out)
+    logging.warning("\n%s", markdown(result))
+
+
+if __name__ == "__main__":
+    main()
