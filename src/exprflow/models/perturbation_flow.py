@@ -67,6 +67,8 @@ class PerturbationFlowConfig:
     library: str = "flow"  # the flow also carries log library size (LatentFlow's state)
     decode: str = "sample"
     coupling: str = "ot"  # informational: pairs are always minibatch OT within group
+    flow_steps: int = 2000  # train()'s default flow budget (so the CLI can set it via --model-kwargs)
+    flow_batch_size: int = 256
 
 
 class PairBatches(Dataset):
@@ -163,13 +165,15 @@ class PerturbationFlow(LatentFlow):
 
     # ---------------------------------------------------------------- training
     def train(self, max_epochs: int | None = None, batch_size: int = 128, max_steps: int | None = None,
-              flow_steps: int = 2000, flow_batch_size: int = 256, accelerator: str = "cpu",
+              flow_steps: int | None = None, flow_batch_size: int | None = None, accelerator: str = "cpu",
               devices: int | str = 1, seed: int = 0, progress_bar: bool = True, log_dir: str | None = None,
               pretrained_vae: "PerturbationFlow | None" = None) -> "PerturbationFlow":
         """Phase 1: the count VAE (``max_epochs``/``max_steps``; default :func:`default_vae_steps`), or a copy
-        of ``pretrained_vae``'s trained VAE (same genes); phase 2: the flow on OT pairs (``flow_steps``)."""
+        of ``pretrained_vae``'s trained VAE (same genes); phase 2: the flow on OT pairs (``flow_steps``, default ``config.flow_steps``)."""
         if self.data is None:
             raise ExprflowInputError("A loaded model cannot be trained again; build a new PerturbationFlow(adata).")
+        flow_steps = int(flow_steps or self.config.flow_steps)
+        flow_batch_size = int(flow_batch_size or self.config.flow_batch_size)
         common = dict(accelerator=accelerator, devices=devices, seed=seed, progress_bar=progress_bar, log_dir=log_dir)
         start = time.perf_counter()
         if pretrained_vae is not None:
