@@ -116,7 +116,6 @@ class PopulationFlow(LatentFlow):
             raise ExprflowInputError("A loaded model cannot be trained again; build a new PopulationFlow(adata).")
         if int(flow_batch_size) < 1:
             raise ExprflowInputError(f"flow_batch_size must be a positive integer, got {flow_batch_size}.")
-        flow_steps = DEFAULT_FLOW_STEPS if flow_steps is None else int(flow_steps)
         if max_epochs is None and max_steps is None:
             max_steps = default_vae_steps(self.data.n_cells, len(self.var_names), batch_size)
         common = dict(accelerator=accelerator, devices=devices, seed=seed, progress_bar=progress_bar, log_dir=log_dir)
@@ -126,7 +125,21 @@ class PopulationFlow(LatentFlow):
         fit_plan(self.vae_plan, self.data.X, None, batch_size=batch_size, max_epochs=max_epochs,
                  max_steps=max_steps, **common)
         self.vae_seconds = time.perf_counter() - start
+        self.train_flow(flow_steps, flow_batch_size, **common)
+        self.train_seconds = time.perf_counter() - start  # both phases
+        return self
 
+    def train_flow(self, flow_steps: int | None = None, flow_batch_size: int = 8, *, accelerator: str = "cpu",
+                   devices: int | str = 1, seed: int = 0, progress_bar: bool = True,
+                   log_dir: str | None = None) -> "PopulationFlow":
+        """Phase 2 alone: (re)train the population flow on the current VAE's latent means (e.g. after
+        loading another model's VAE weights into ``self.vae``, to compare flows on one VAE)."""
+        if self.data is None:
+            raise ExprflowInputError("A loaded model cannot be trained again; build a new PopulationFlow(adata).")
+        if int(flow_batch_size) < 1:
+            raise ExprflowInputError(f"flow_batch_size must be a positive integer, got {flow_batch_size}.")
+        flow_steps = DEFAULT_FLOW_STEPS if flow_steps is None else int(flow_steps)
+        start = time.perf_counter()
         logger.info("phase 2/2: rectified flow on populations of %d cells (%d steps)", self.config.population_size,
                     flow_steps)
         states = self._fit_state_standardiser(self.data.X, self.data.library_size)
@@ -135,9 +148,11 @@ class PopulationFlow(LatentFlow):
         L.seed_everything(seed, workers=True, verbose=False)
         loader = DataLoader(dataset, batch_size=int(flow_batch_size), shuffle=False, drop_last=True)
         self.plan = FlowTrainingPlan(self.backbone, self.objective, lambda s: s, self.config.flow_optim, 0)
-        fit_loader(self.plan, loader, max_epochs=None, max_steps=flow_steps, **common)
+        fit_loader(self.plan, loader, max_epochs=None, max_steps=flow_steps, accelerator=accelerator,
+                   devices=devices, seed=seed, progress_bar=progress_bar, log_dir=log_dir)
         self.train_seconds = time.perf_counter() - start
-        self.history = {"vae": list(self.vae_plan.history), "flow": list(self.plan.history)}
+        vae_history = list(self.vae_plan.history) if getattr(self, "vae_plan", None) is not None else []
+        self.history = {"vae": vae_history, "flow": list(self.plan.history)}
         self.is_trained = True
         return self
 
