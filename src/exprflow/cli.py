@@ -246,30 +246,43 @@ def fit(data_path, layer, condition_key, time_key, control_group, model_kwargs, 
 @click.option("--guidance", type=float, default=1.0, show_default=True, help="Classifier-free guidance scale.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
-def generate(run, n_cells, like_path, out, n_steps, solver, guidance, seed, overwrite) -> None:
+@click.option("--chunk-size", type=int, default=None,
+              help="Stream: generate and store this many cells at a time (bounded memory, progress bar, "
+                   "resumable; see docs/out_of_core.md). Default: all cells in memory at once.")
+@click.option("--resume", is_flag=True, help="Continue an interrupted streamed run (--chunk-size) of the same request.")
+def generate(run, n_cells, like_path, out, n_steps, solver, guidance, seed, overwrite, chunk_size, resume) -> None:
     """Generate cells from a trained RUN directory (or a model directory) into --out."""
     from exprflow.io import load_any_model, write_h5ad_atomic
 
     if (n_cells is None) == (like_path is None):
         raise ExprflowInputError("Give exactly one of --n-cells N or --like TEST.h5ad.")
+    if resume and chunk_size is None:
+        raise ExprflowInputError("--resume continues a streamed run: give the same --chunk-size as that run.")
     if out.exists() and not overwrite:
         raise ExprflowInputError(f"{out} already exists. Pass --overwrite or choose another --out file.")
     model = load_any_model(run)
     key = model.setup.condition_key
+    request = {"n_cells": n_cells}
     if like_path is not None:
         from exprflow.data import read_adata
 
-        like = read_adata(like_path)
+        like = read_adata(like_path, backed="r")  # only obs is needed
         if key is not None:
             if key not in like.obs:
                 raise ExprflowInputError(f"{like_path} has no obs column {key!r} (the model's condition key); "
                                          f"available: {', '.join(like.obs.columns) or 'none'}.")
-            request = {str(k): int(v) for k, v in like.obs[key].astype(str).value_counts().items() if v > 0}
-            adata = model.generate(conditions=request, n_steps=n_steps, solver=solver, guidance=guidance, seed=seed)
+            counts = like.obs[key].astype(str).value_counts()
+            request = {"conditions": {str(k): int(v) for k, v in counts.items() if v > 0}, "guidance": guidance}
         else:
-            adata = model.generate(n_cells=like.n_obs, n_steps=n_steps, solver=solver, seed=seed)
+            request = {"n_cells": like.n_obs}
     else:
-        adata = model.generate(n_cells=n_cells, n_steps=n_steps, solver=solver, guidance=guidance, seed=seed)
+        request["guidance"] = guidance
+    if chunk_size is not None:
+        path = model.generate_to_file(out, **request, n_steps=n_steps, solver=solver, seed=seed,
+                                      chunk_size=chunk_size, resume=resume, overwrite=overwrite)
+        click.echo(f"cells written to {path} in chunks of {chunk_size}")
+        return
+    adata = model.generate(**request, n_steps=n_steps, solver=solver, seed=seed)
     write_h5ad_atomic(adata, out)
     click.echo(f"{adata.n_obs} cells written to {out}")
 

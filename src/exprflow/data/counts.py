@@ -23,8 +23,42 @@ def _read_only(array: np.ndarray) -> np.ndarray:
     return array
 
 
+class CellsByGenes:
+    """``n_cells``, ``n_genes`` and ``n_levels`` of a container with ``X`` and ``condition_levels``."""
+
+    @property
+    def n_cells(self) -> int:
+        """Number of (kept) cells, the rows of ``X``."""
+        return int(self.X.shape[0])
+
+    @property
+    def n_genes(self) -> int:
+        """Number of genes, the columns of ``X``."""
+        return int(self.X.shape[1])
+
+    @property
+    def n_levels(self) -> int:
+        """Number of condition levels (0 without a condition key)."""
+        return 0 if self.condition_levels is None else len(self.condition_levels)
+
+
+def drop_unused_levels(codes: np.ndarray, levels: list[str], condition_key: str | None) -> tuple[np.ndarray, list[str]]:
+    """Condition codes and levels without the levels that have no cell left (codes renumbered, read-only)."""
+    used = np.unique(codes)
+    if used.size < len(levels):
+        logger.warning(
+            "Condition level(s) %s of '%s' have no cells left after dropping empty cells; removed.",
+            [levels[i] for i in np.setdiff1d(np.arange(len(levels)), used)],
+            condition_key,
+        )
+        remap = np.full(len(levels), -1, dtype=np.int64)
+        remap[used] = np.arange(used.size)
+        codes, levels = remap[codes], [levels[i] for i in used]
+    return _read_only(np.ascontiguousarray(codes, dtype=np.int64)), levels
+
+
 @dataclass(frozen=True, eq=False)
-class CountData:
+class CountData(CellsByGenes):
     """Validated expression matrix of the kept cells, ready for training.
 
     Built by :func:`prepare_counts`; it owns its arrays (never the user's objects) and marks them
@@ -71,21 +105,6 @@ class CountData:
             raise ValueError("CountData: conditions and condition_levels must both be set or both be None")
         if self.conditions is not None and len(self.conditions) != n_cells:
             raise ValueError("CountData: one condition code per cell is required")
-
-    @property
-    def n_cells(self) -> int:
-        """Number of (kept) cells, the rows of ``X``."""
-        return int(self.X.shape[0])
-
-    @property
-    def n_genes(self) -> int:
-        """Number of genes, the columns of ``X``."""
-        return int(self.X.shape[1])
-
-    @property
-    def n_levels(self) -> int:
-        """Number of condition levels (0 without a condition key)."""
-        return 0 if self.condition_levels is None else len(self.condition_levels)
 
     @cached_property
     def library_size(self) -> np.ndarray:
@@ -210,18 +229,7 @@ def prepare_counts(
 
     codes, levels = (None, None) if conditions is None else conditions
     if codes is not None:
-        codes = codes[kept]
-        used = np.unique(codes)
-        if used.size < len(levels):
-            logger.warning(
-                "Condition level(s) %s of '%s' have no cells left after dropping empty cells; removed.",
-                [levels[i] for i in np.setdiff1d(np.arange(len(levels)), used)],
-                condition_key,
-            )
-            remap = np.full(len(levels), -1, dtype=np.int64)
-            remap[used] = np.arange(used.size)
-            codes, levels = remap[codes], [levels[i] for i in used]
-        codes = _read_only(np.ascontiguousarray(codes, dtype=np.int64))
+        codes, levels = drop_unused_levels(codes[kept], levels, condition_key)
 
     obs_names = adata.obs_names[kept] if n_dropped else adata.obs_names
     return CountData(

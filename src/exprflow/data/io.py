@@ -35,6 +35,19 @@ def read_adata(data: str | os.PathLike | ad.AnnData, *, backed: Literal["r"] | N
     """
     if isinstance(data, ad.AnnData):
         return data
+    path = check_h5ad_path(data)
+    try:
+        return ad.read_h5ad(path, backed=backed)
+    except Exception as err:  # h5py/anndata raise many types for a corrupt file
+        raise ExprflowInputError(
+            f"Could not read '{path}' as an .h5ad file ({type(err).__name__}: {err}). "
+            "Check that the file is a complete AnnData file written by anndata.write_h5ad "
+            "(a partial download or another HDF5 layout cannot be read)."
+        ) from err
+
+
+def check_h5ad_path(data: str | os.PathLike) -> Path:
+    """``data`` as a ``Path`` to an existing ``.h5ad`` file; otherwise an :class:`ExprflowInputError` saying why."""
     if not isinstance(data, (str, os.PathLike)):
         raise ExprflowInputError(
             f"Expected a path to an .h5ad file or an AnnData object, got {type(data).__name__}. "
@@ -57,14 +70,7 @@ def read_adata(data: str | os.PathLike | ad.AnnData, *, backed: Literal["r"] | N
             "files; convert your data first, e.g. scanpy.read_csv / read_loom / read_10x_h5(...)"
             ".write_h5ad('data.h5ad')."
         )
-    try:
-        return ad.read_h5ad(path, backed=backed)
-    except Exception as err:  # h5py/anndata raise many types for a corrupt file
-        raise ExprflowInputError(
-            f"Could not read '{path}' as an .h5ad file ({type(err).__name__}: {err}). "
-            "Check that the file is a complete AnnData file written by anndata.write_h5ad "
-            "(a partial download or another HDF5 layout cannot be read)."
-        ) from err
+    return path
 
 
 def matrix_label(layer: str | None) -> str:

@@ -99,13 +99,18 @@ def make_dataloader(
     """A ``DataLoader`` over the rows of ``X`` yielding ``dict(x=, cond=, index=)`` (see :class:`CellDataset`).
 
     ``X`` may be a :class:`~exprflow.data.CountData`, in which case ``conditions`` defaults to its
-    ``conditions``. With ``shuffle`` and a ``seed`` the sequence of epochs is reproducible.
+    ``conditions``. Rows on disk (:class:`~exprflow.data.backed.BackedRows` / ``BackedCounts``) get the
+    block-shuffled loader of :mod:`exprflow.data.block_shuffle` instead. With ``shuffle`` and a ``seed`` the sequence of epochs is reproducible.
     """
+    from exprflow.data.backed import BackedCounts, BackedRows
     from exprflow.data.counts import CountData
 
-    if isinstance(X, CountData):
+    if isinstance(X, (CountData, BackedCounts)):
         conditions = X.conditions if conditions is None else conditions
         X = X.X
+    if isinstance(X, BackedRows):  # rows on disk: block-shuffled contiguous reads (exprflow.data.block_shuffle)
+        return X.block_loader(conditions, batch_size=_check_batch_size(batch_size), shuffle=shuffle, seed=seed,
+                              drop_last=drop_last, num_workers=num_workers)
     dataset = CellDataset(X, conditions)
     generator = None
     if shuffle and seed is not None:

@@ -53,6 +53,15 @@ def chunks_by_condition(order: np.ndarray, codes: np.ndarray | None, batch_size:
             yield order[start : min(start + batch_size, hi)]
 
 
+def _prepare_training_data(adata: AnnData, setup: AnnDataSetup):
+    """Validated training data: in memory (:class:`~exprflow.data.CountData`) for an in-memory AnnData,
+    on disk (:class:`~exprflow.data.backed.BackedCounts`, out-of-core training) for a backed one."""
+    from exprflow.data.backed import is_backed, prepare_backed_counts
+
+    prepare = prepare_backed_counts if is_backed(adata) else prepare_counts
+    return prepare(adata, layer=setup.layer, condition_key=setup.condition_key, require_counts=True)
+
+
 def _coerce_nested(config_cls: type, d: dict) -> dict:
     """Turn dict values of nested-dataclass fields (e.g. ``optim``) back into their dataclasses."""
     out = dict(d)
@@ -80,7 +89,7 @@ class FlowModel:
             setup = AnnDataSetup(layer=layer or setup.layer, condition_key=condition_key or setup.condition_key)
         self.setup = setup
         self.config = self._make_config(config)
-        self.data = prepare_counts(adata, layer=setup.layer, condition_key=setup.condition_key, require_counts=True)
+        self.data = _prepare_training_data(adata, setup)
         self.var_names = list(self.data.var_names)
         self.levels = self.data.condition_levels
         self.train_codes = self.data.conditions
@@ -109,7 +118,7 @@ class FlowModel:
     @classmethod
     def setup_anndata(cls, adata: AnnData, layer: str | None = None, condition_key: str | None = None) -> None:
         """Remember which layer holds counts and which obs column is the condition (adata is not modified)."""
-        prepare_counts(adata, layer=layer, condition_key=condition_key, require_counts=True)  # validate now
+        _prepare_training_data(adata, AnnDataSetup(layer=layer, condition_key=condition_key))  # validate now
         remember_setup(adata, AnnDataSetup(layer=layer, condition_key=condition_key))
 
     # ------------------------------------------------------------------ hooks
@@ -201,6 +210,17 @@ class FlowModel:
             counts, self.var_names, condition_key=self.setup.condition_key,
             levels=self.levels, codes=codes, provenance=provenance,
         )
+
+    def generate_to_file(self, path: str, n_cells: int | None = None,
+                         conditions: Mapping[str, int] | Sequence[str] | str | None = None, **kwargs):
+        """Generate cells in chunks straight into an ``.h5ad`` file (bounded memory, resumable, atomic).
+
+        See :func:`exprflow.models.streaming.generate_to_file` for ``chunk_size``, ``seed``, ``resume``,
+        ``overwrite``, ``progress_bar`` and the contract; other keyword arguments go to :meth:`generate`.
+        """
+        from exprflow.models.streaming import generate_to_file
+
+        return generate_to_file(self, path, n_cells, conditions, **kwargs)
 
     # ----------------------------------------------------------- persistence
     def save(self, dir_path: str, overwrite: bool = False) -> None:
