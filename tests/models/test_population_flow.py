@@ -99,6 +99,8 @@ def test_save_load_roundtrip_same_output_for_a_seed(trained, kang, tmp_path):
     assert (a.X != c.X).nnz > 0
     with pytest.raises(ExprflowInputError, match="cannot be trained again"):
         loaded.train_flow(2)
+    with pytest.raises(ExprflowInputError, match="positive integers"):
+        PopulationFlow(kang, condition_key="sample_id", population_size=N, **SMALL).train(flow_batch_size=0)
 
 
 def test_user_anndata_untouched_and_flow_retrained_on_a_shared_vae(trained, kang):
@@ -144,15 +146,13 @@ def test_dirichlet_composition_trains_unconditionally():
     assert out.n_obs == 16 and "cell_type" not in out.obs  # unconditional: no condition column
 
 
-def test_cli_fit_population_model(tmp_path, kang, monkeypatch):
+def test_cli_fit_population_model(tmp_path, kang):
     from exprflow.cli import cli
-    from exprflow.models import population_flow
 
-    monkeypatch.setattr(population_flow, "DEFAULT_FLOW_STEPS", 5)  # the CLI's fit has no --flow-steps for it
     assert MODELS.get("population") is PopulationFlow
     kang.write_h5ad(tmp_path / "kang.h5ad")
     args = ["fit", "--data", tmp_path / "kang.h5ad", "--model", "population", "--condition-key", "sample_id",
-            "--model-kwargs", '{"population_size": 32, "vae": {"n_hidden": 32, "n_latent": 4}}',
+            "--model-kwargs", '{"population_size": 32, "flow_steps": 5, "vae": {"n_hidden": 32, "n_latent": 4}}',
             "--backbone-kwargs", '{"width": 32, "depth": 1}', "--max-steps", 5, "--out", tmp_path / "run"]
     result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
     assert result.exit_code == 0, result.output

@@ -132,7 +132,8 @@ class PopulationSampler:
             parts.append(rng.choice(pool, size=n_k, replace=bool(n_k > len(pool))))
         return rng.permutation(np.concatenate(parts))
 
-    def draw_many(self, rng: np.random.Generator, n_populations: int, group: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def draw_many(self, rng: np.random.Generator, n_populations: int,
+                  group: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """``n_populations`` populations: row indices ``(P, N)`` and group codes ``(P,)``."""
         draws = [self.draw(rng, group) for _ in range(int(n_populations))]
         return np.stack([d[0] for d in draws]), np.array([d[1] for d in draws], dtype=np.int64)

@@ -54,8 +54,6 @@ from exprflow.sampling import integrate
 
 logger = logging.getLogger(__name__)
 
-#: flow steps when ``train(flow_steps=None)`` (the CLI passes none)
-DEFAULT_FLOW_STEPS = 2000
 #: populations integrated together hold at most this many cells
 GENERATE_CELLS_PER_CHUNK = 8192
 
@@ -64,13 +62,17 @@ GENERATE_CELLS_PER_CHUNK = 8192
 class PopulationFlowConfig(LatentFlowConfig):
     """LatentFlow's options plus the population: ``population_size`` cells of one group (the condition key);
     ``composition_key`` + ``concentration``: Dirichlet-resampled cell-type proportions in training
-    populations (None: plain random subsets); ``replace``: bootstrap groups smaller than N."""
+    populations (None: plain random subsets); ``replace``: bootstrap groups smaller than N;
+    ``flow_steps`` / ``flow_batch_size`` (populations per step): ``train()``'s default flow budget, here so
+    that ``exprflow fit --model-kwargs`` can set it."""
 
     backbone: str = "cell_set"
     population_size: int = 64
     composition_key: str | None = None
     concentration: float | None = None
     replace: bool = False
+    flow_steps: int = 2000
+    flow_batch_size: int = 8
 
 
 class PopulationFlow(LatentFlow):
@@ -102,7 +104,7 @@ class PopulationFlow(LatentFlow):
         batch_size: int = 128,
         max_steps: int | None = None,
         flow_steps: int | None = None,
-        flow_batch_size: int = 8,
+        flow_batch_size: int | None = None,
         accelerator: str = "cpu",
         devices: int | str = 1,
         seed: int = 0,
@@ -110,12 +112,11 @@ class PopulationFlow(LatentFlow):
         log_dir: str | None = None,
     ) -> "PopulationFlow":
         """Phase 1: the count VAE on cells (``max_epochs`` / ``max_steps``, ``batch_size`` cells; default
-        :func:`default_vae_steps`, as LatentFlow). Phase 2: the flow on populations (``flow_steps``,
-        default :data:`DEFAULT_FLOW_STEPS`; ``flow_batch_size`` populations of N cells per step)."""
+        :func:`default_vae_steps`, as LatentFlow). Phase 2: the flow on populations (``flow_steps``;
+        ``flow_batch_size`` populations of N cells per step; defaults from the config)."""
         if self.data is None:
             raise ExprflowInputError("A loaded model cannot be trained again; build a new PopulationFlow(adata).")
-        if int(flow_batch_size) < 1:
-            raise ExprflowInputError(f"flow_batch_size must be a positive integer, got {flow_batch_size}.")
+        self._flow_budget(flow_steps, flow_batch_size)  # checked before the VAE trains
         if max_epochs is None and max_steps is None:
             max_steps = default_vae_steps(self.data.n_cells, len(self.var_names), batch_size)
         common = dict(accelerator=accelerator, devices=devices, seed=seed, progress_bar=progress_bar, log_dir=log_dir)
@@ -129,24 +130,31 @@ class PopulationFlow(LatentFlow):
         self.train_seconds = time.perf_counter() - start  # both phases
         return self
 
-    def train_flow(self, flow_steps: int | None = None, flow_batch_size: int = 8, *, accelerator: str = "cpu",
-                   devices: int | str = 1, seed: int = 0, progress_bar: bool = True,
+    def _flow_budget(self, flow_steps: int | None, flow_batch_size: int | None) -> tuple[int, int]:
+        steps = int(self.config.flow_steps if flow_steps is None else flow_steps)
+        batch = int(self.config.flow_batch_size if flow_batch_size is None else flow_batch_size)
+        if steps < 1 or batch < 1:
+            raise ExprflowInputError(
+                f"flow_steps and flow_batch_size must be positive integers, got {steps} and {batch}."
+            )
+        return steps, batch
+
+    def train_flow(self, flow_steps: int | None = None, flow_batch_size: int | None = None, *,
+                   accelerator: str = "cpu", devices: int | str = 1, seed: int = 0, progress_bar: bool = True,
                    log_dir: str | None = None) -> "PopulationFlow":
         """Phase 2 alone: (re)train the population flow on the current VAE's latent means (e.g. after
         loading another model's VAE weights into ``self.vae``, to compare flows on one VAE)."""
         if self.data is None:
             raise ExprflowInputError("A loaded model cannot be trained again; build a new PopulationFlow(adata).")
-        if int(flow_batch_size) < 1:
-            raise ExprflowInputError(f"flow_batch_size must be a positive integer, got {flow_batch_size}.")
-        flow_steps = DEFAULT_FLOW_STEPS if flow_steps is None else int(flow_steps)
+        flow_steps, flow_batch_size = self._flow_budget(flow_steps, flow_batch_size)
         start = time.perf_counter()
         logger.info("phase 2/2: rectified flow on populations of %d cells (%d steps)", self.config.population_size,
                     flow_steps)
         states = self._fit_state_standardiser(self.data.X, self.data.library_size)
-        dataset = PopulationDataset(states, self.sampler, flow_steps * int(flow_batch_size), seed=seed,
+        dataset = PopulationDataset(states, self.sampler, flow_steps * flow_batch_size, seed=seed,
                                     conditional=self.levels is not None)
         L.seed_everything(seed, workers=True, verbose=False)
-        loader = DataLoader(dataset, batch_size=int(flow_batch_size), shuffle=False, drop_last=True)
+        loader = DataLoader(dataset, batch_size=flow_batch_size, shuffle=False, drop_last=True)
         self.plan = FlowTrainingPlan(self.backbone, self.objective, lambda s: s, self.config.flow_optim, 0)
         fit_loader(self.plan, loader, max_epochs=None, max_steps=flow_steps, accelerator=accelerator,
                    devices=devices, seed=seed, progress_bar=progress_bar, log_dir=log_dir)
