@@ -70,7 +70,8 @@ def load_task(task: str):
             centres.tolist())
 
 
-def run_task(task: str, seed: int, rows: list[str], steps: int, vae_steps: int, width: int, depth: int) -> list[dict]:
+def run_task(task: str, seed: int, rows: list[str], steps: int, vae_steps: int, width: int, depth: int,
+             batch_size: int) -> list[dict]:
     """Train every row on one task and seed (sharing the latent space) and score the held-out cells."""
     import torch
 
@@ -100,7 +101,8 @@ def run_task(task: str, seed: int, rows: list[str], steps: int, vae_steps: int, 
         backbone = "s4d" if row == "interp" else row
         model = TrajectoryFlow(train, time_key=time_key, backbone=backbone, **model_kwargs)
         if row == "interp":
-            model.train(max_steps=1, vae_steps=vae_steps, seed=seed, progress_bar=False, representation_from=first)
+            model.train(max_steps=1, vae_steps=vae_steps, seed=seed, progress_bar=False, representation_from=first,
+                        batch_size=batch_size)
             k = model.grid_index(t_held)
             states = [model.train_states[model.train_codes == model.level_of_grid[i]] for i in (k - 1, k + 1)]
             s = (grid[k] - grid[k - 1]) / (grid[k + 1] - grid[k - 1])
@@ -109,7 +111,7 @@ def run_task(task: str, seed: int, rows: list[str], steps: int, vae_steps: int, 
             params = 0
         else:
             model.train(max_steps=steps, vae_steps=vae_steps, seed=seed, progress_bar=False,
-                        representation_from=first)
+                        representation_from=first, batch_size=batch_size)
             X = model.predict(t_held, n_cells=n, seed=seed).X
             params = sum(p.numel() for p in model.backbone.parameters())
         first = first or model
@@ -146,10 +148,11 @@ def main() -> None:
     parser.add_argument("--tasks", nargs="+", default=TASKS)
     parser.add_argument("--rows", nargs="+", default=ROWS)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--steps", type=int, default=600, help="sequence-flow training steps")
-    parser.add_argument("--vae-steps", type=int, default=1500, help="count VAE steps (paul15)")
+    parser.add_argument("--steps", type=int, default=400, help="sequence-flow training steps")
+    parser.add_argument("--vae-steps", type=int, default=800, help="count VAE steps (paul15)")
+    parser.add_argument("--batch-size", type=int, default=64, help="trajectories (flow) / cells (VAE) per step")
     parser.add_argument("--width", type=int, default=64)
-    parser.add_argument("--depth", type=int, default=4)
+    parser.add_argument("--depth", type=int, default=2)
     parser.add_argument("--out", type=Path)
     parser.add_argument("--table", type=Path)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -158,7 +161,7 @@ def main() -> None:
     if args.table:
         print(markdown(json.loads(args.table.read_text())))  # noqa: T201 (a script's output)
         return
-    opts = [args.steps, args.vae_steps, args.width, args.depth]
+    opts = [args.steps, args.vae_steps, args.width, args.depth, args.batch_size]
     if args.worker:
         task, seed = args.worker.rsplit(",", 1)
         print(json.dumps(run_task(task, int(seed), args.rows, *opts)))  # noqa: T201 (to the parent)
@@ -175,7 +178,7 @@ def main() -> None:
                 continue
             cmd = [sys.executable, __file__, "--worker", f"{task},{seed}", "--rows", *args.rows, "--steps",
                    str(args.steps), "--vae-steps", str(args.vae_steps), "--width", str(args.width), "--depth",
-                   str(args.depth)]
+                   str(args.depth), "--batch-size", str(args.batch_size)]
             proc = subprocess.run(cmd, capture_output=True, text=True)
             if proc.returncode != 0:
                 logging.warning("%s seed %d failed:\n%s", task, seed, proc.stderr[-3000:])

@@ -6,11 +6,12 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import shared_path
+from timecourse_helpers import shared_path
 from synthetic import make_counts_adata
 
 from exprflow.data.timecourse import prepare_timecourse, quantile_bins, time_values
 from exprflow.errors import ExprflowInputError
+
 
 
 def timed(times, seed=0) -> ad.AnnData:
