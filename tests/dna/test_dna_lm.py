@@ -115,3 +115,14 @@ def test_bad_options_are_clear_errors():
         NucleotideLM(backbone="lstm")
     with pytest.raises(ExprflowInputError, match="shorter than one window"):
         NucleotideLM(context=64, width=8, depth=1).train([encode("ACGT" * 10)], max_steps=1, progress_bar=False)
+
+
+def test_hyena_filter_window_spans_the_whole_context():
+    """The slowest Hyena channel decays as exp(-t) over t = lag / L in [0, 1): at the farthest lag of the
+    window its envelope is still exp(-(L-1)/L) > 0.36, so that filter reaches the whole context."""
+    net = CausalNucleotideNet("hyena", width=16, depth=1)
+    filters = net.stack.blocks[0].mixer.filters
+    L = 1024
+    window = torch.exp(-filters.decay_rates.min() * (L - 1) / L)
+    assert filters.two_sided is False and window > 0.36
+    assert filters(L).shape == (2, 16, L)  # one-sided (causal) filters as long as the window
