@@ -5,6 +5,11 @@ Usage::
     nice -n 10 python benchmarks/populations.py --seeds 0 1 2 --out benchmarks/results/populations_kang_small.json
     python benchmarks/populations.py --table benchmarks/results/populations_kang_small.json
 
+    # the seeds in parallel (one process each), then one merged result and table:
+    for s in 0 1 2; do nice -n 10 python benchmarks/populations.py --seeds $s --out /tmp/pop_$s.json & done; wait
+    python benchmarks/populations.py --table /tmp/pop_0.json /tmp/pop_1.json /tmp/pop_2.json \
+        --out benchmarks/results/populations_kang_small.json
+
 Data: kang2018_ifnb_small_labeled (1,556 cells x 1,267 genes, 5 cell types, 4 samples = 2 donors x
 ctrl/stim), EVALUATION.md split (80/20 stratified by ``sample_id``, seed 0). A *population* is N = 64
 train cells of one sample (``sample_id`` is the group and the model's condition), drawn two ways:
@@ -52,7 +57,7 @@ DATA = SHARED / "kang2018_ifnb_small_labeled.h5ad"
 GROUP, TYPE = "sample_id", "cell_type"
 N = 64
 POPS_PER_STEP = 4  # populations of N per flow step: 256 cells, LatentFlow's default flow batch
-VAE_STEPS, FLOW_STEPS = 1500, 1500
+VAE_STEPS, FLOW_STEPS = 1200, 1500
 N_EVAL_POPS = 30  # populations per sample for the composition metrics
 CONCENTRATION = 10.0
 VAE = {"n_hidden": 128, "n_latent": 10}
@@ -89,7 +94,8 @@ def composition_metrics(gen: dict, real: dict, test_comp: dict) -> dict:
         tv.append(0.5 * np.abs(gen[g].mean(0) - test_comp[g]).sum())
         spread.append(gen[g].std(0, ddof=1).mean() / max(real[g].std(0, ddof=1).mean(), 1e-12))
         comp_e.append(energy(gen[g], real[g]))
-    return {"tv_mean": float(np.mean(tv)), "spread_ratio": float(np.mean(spread)), "comp_energy": float(np.mean(comp_e)),
+    return {"tv_mean": float(np.mean(tv)), "spread_ratio": float(np.mean(spread)),
+            "comp_energy": float(np.mean(comp_e)),
             "spread": float(np.mean([gen[g].std(0, ddof=1).mean() for g in gen]))}
 
 
@@ -118,7 +124,8 @@ def run_seed(seed: int, vae_steps: int = VAE_STEPS, flow_steps: int = FLOW_STEPS
     train_pred = predict(train.X)
     test_pred = predict(test.X)
     test_groups = test.obs[GROUP].astype(str).to_numpy()
-    out = {"seed": seed, "vae_steps": vae_steps, "flow_steps": flow_steps, "classifier_test_accuracy": float(np.mean(test_pred == test.obs[TYPE].astype(str).to_numpy())),
+    accuracy = float(np.mean(test_pred == test.obs[TYPE].astype(str).to_numpy()))
+    out = {"seed": seed, "vae_steps": vae_steps, "flow_steps": flow_steps, "classifier_test_accuracy": accuracy,
            "n_train": train.n_obs, "n_test": test.n_obs, "rows": {}, "train": {}}
     test_comp = {g: _compositions(test_pred[test_groups == g][None, :], types)[0] for g in samples}
     n_test = {g: int((test_groups == g).sum()) for g in samples}
@@ -207,7 +214,8 @@ def markdown(result: dict) -> str:
     for exp in EXPERIMENTS:
         lines += [f"**Populations: {exp}**", "", "| metric | " + " | ".join(ROWS) + " |", "|---|" + "---|" * len(ROWS)]
         for key, label in METRICS:
-            lines.append(f"| {label} | " + " | ".join(mean_sd(r["rows"][exp][row][key] for r in runs) for row in ROWS) + " |")
+            cells = [mean_sd(r["rows"][exp][row][key] for r in runs) for row in ROWS]
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
         lines.append("")
     names = list(runs[0]["protocol"])
     lines += ["**Protocol metrics** (generated cells of each sample vs its real test cells; ratios to the floor)", "",
@@ -222,7 +230,8 @@ def markdown(result: dict) -> str:
         t = [r["train"][label] for r in runs]
         lines.append(f"| {label} | {mean_sd(x['wall_s'] for x in t)} | {mean_sd(x['cpu_s'] for x in t)} | "
                      f"{t[0]['flow_params']:,} |")
-    lines += ["", f"label classifier accuracy on real test cells: {mean_sd(r['classifier_test_accuracy'] for r in runs)}; "
+    accuracy = mean_sd(r["classifier_test_accuracy"] for r in runs)
+    lines += ["", f"label classifier accuracy on real test cells: {accuracy}; "
               f"LatentFlow's VAE bit-identical to PopulationFlow's: {all(r['latent_vae_identical'] for r in runs)}; "
               f"total benchmark wall {result.get('wall_s', 0):.0f} s, CPU {result.get('cpu_s', 0):.0f} s"]
     return "\n".join(lines)
@@ -232,20 +241,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", type=Path)
-    parser.add_argument("--table", type=Path, help="re-print the table of a saved result and exit")
+    parser.add_argument("--table", type=Path, nargs="+",
+                        help="print the table of saved result(s) (several: merged, written to --out) and exit")
     parser.add_argument("--steps", type=int, nargs=2, default=[VAE_STEPS, FLOW_STEPS], metavar=("VAE", "FLOW"),
                         help="training steps of the VAE and of every flow (a smoke test: --steps 20 20)")
     parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)  # one seed in this process
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
+    from exprflow.io import write_text_atomic
+
     if args.table:
-        print(markdown(json.loads(args.table.read_text())))
+        parts = [json.loads(p.read_text()) for p in args.table]
+        result = {"runs": [r for p in parts for r in p["runs"]], "wall_s": sum(p.get("wall_s", 0.0) for p in parts),
+                  "cpu_s": sum(p.get("cpu_s", 0.0) for p in parts), "merged_from": [str(p) for p in args.table]}
+        if len(parts) > 1 and args.out:
+            write_text_atomic(json.dumps(result, indent=2), args.out)
+        print(markdown(result))
         return
     if args.worker is not None:
         print(json.dumps(run_seed(args.worker, *args.steps)))
         return
-    from exprflow.io import write_text_atomic
-
     result = json.loads(args.out.read_text()) if args.out and args.out.exists() else {"runs": []}
     result.setdefault("wall_s", 0.0)
     result.setdefault("cpu_s", 0.0)

@@ -61,12 +61,14 @@ def trained(kang):
 
 
 def test_generate_populations_shapes_and_obs(trained, kang):
-    out = trained.generate_populations(5, condition=["stim101", "ctrl107", "stim101", "ctrl101", "ctrl107"], n_steps=4)
+    out = trained.generate_populations(5, condition=["stim101", "ctrl107", "stim101", "ctrl101", "ctrl107"],
+                                       n_steps=4)
     assert out.shape == (5 * N, kang.n_vars) and list(out.var_names) == list(kang.var_names)
     assert sp.issparse(out.X) and np.issubdtype(out.X.dtype, np.integer) and out.X.min() >= 0
     pops = out.obs["population"].astype(str).to_numpy()
     assert list(pops[::N]) == [f"pop_{p}" for p in range(5)] and (pops.reshape(5, N) == pops[::N, None]).all()
-    assert list(out.obs["sample_id"].astype(str).to_numpy()[::N]) == ["stim101", "ctrl107", "stim101", "ctrl101", "ctrl107"]
+    requested = ["stim101", "ctrl107", "stim101", "ctrl101", "ctrl107"]
+    assert list(out.obs["sample_id"].astype(str).to_numpy()[::N]) == requested
     assert (out.obs["source"] == "generated").all() and out.uns["exprflow"]["population_size"] == N
     other = trained.generate_populations(2, condition="ctrl101", population_size=5, n_steps=2, decode="mean")
     assert other.n_obs == 10 and not np.issubdtype(other.X.dtype, np.integer)
@@ -84,8 +86,10 @@ def test_requested_condition_order_does_not_change_a_population(trained):
 
 def test_flow_model_contract_generate(trained):
     out = trained.generate(conditions={"ctrl101": 20, "stim101": 7}, n_steps=4, seed=1)
-    assert out.n_obs == 27 and out.obs["sample_id"].astype(str).value_counts()[["ctrl101", "stim101"]].tolist() == [20, 7]
-    assert (trained.generate(n_cells=9, n_steps=2, seed=3).X != trained.generate(n_cells=9, n_steps=2, seed=3).X).nnz == 0
+    assert out.n_obs == 27
+    assert out.obs["sample_id"].astype(str).value_counts()[["ctrl101", "stim101"]].tolist() == [20, 7]
+    a, b = (trained.generate(n_cells=9, n_steps=2, seed=3) for _ in range(2))
+    assert a.n_obs == 9 and (a.X != b.X).nnz == 0
 
 
 def test_save_load_roundtrip_same_output_for_a_seed(trained, kang, tmp_path):
