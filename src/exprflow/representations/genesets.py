@@ -65,7 +65,8 @@ def read_gmt(path: str | Path) -> dict[str, list[str]]:
         if not name:
             raise ExprflowInputError(f"{path} line {number}: the set has no name (first field is empty).")
         if name in sets:
-            raise ExprflowInputError(f"{path} line {number}: the set name {name!r} appears twice; make set names unique.")
+            raise ExprflowInputError(f"{path} line {number}: the set name {name!r} appears twice; "
+                                     "make set names unique.")
         sets[name] = genes
     if not any(sets.values()):
         raise ExprflowInputError(f"{path} holds no gene set with any gene; is it a GMT file?")

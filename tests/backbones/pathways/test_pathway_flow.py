@@ -1,6 +1,7 @@
 """Pathway tokens inside the flow on real data (PBMC3k subset, MSigDB Hallmark): train, generate, save,
 load, embed, and the CLI (``exprflow fit --model pathway``)."""
 
+import anndata as ad
 import numpy as np
 import pytest
 import torch
@@ -71,6 +72,9 @@ def test_cli_fit_pathway(pbmc_small, hallmark, tmp_path):
     assert r.exit_code == 0, r.output
     r = run("generate", tmp_path / "run", "--n-cells", 10, "--n-steps", 2, "--out", tmp_path / "fake.h5ad")
     assert r.exit_code == 0, r.output
+    r = run("embed", tmp_path / "run", "--data", data, "--out", tmp_path / "emb.h5ad")
+    assert r.exit_code == 0, r.output
+    assert ad.read_h5ad(tmp_path / "emb.h5ad").obsm["X_exprflow"].shape == (pbmc_small.n_obs, 8)
     bad = tmp_path / "bad.gmt"
     bad.write_text("NOT A GMT FILE\n")
     r = run("fit", "--model", "pathway", "--data", data, "--backbone-kwargs", opts % bad, "--max-steps", 2,
