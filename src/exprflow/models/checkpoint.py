@@ -20,6 +20,7 @@ import logging
 import os
 import random
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -190,7 +191,9 @@ class StepCheckpoint(L.Callback):
         """Gather every rank's RNG states and write the checkpoint (rank 0 writes; all ranks take part)."""
         local = rng_state(pl_module.device)
         if trainer.world_size > 1:
-            gathered = {k: pl_module.all_gather(v.to(pl_module.device)).cpu() for k, v in local.items()}
+            with warnings.catch_warnings():  # Lightning's own all_gather call is deprecated in torch 2.13
+                warnings.filterwarnings("ignore", message=".*all_gather is deprecated.*")
+                gathered = {k: pl_module.all_gather(v.to(pl_module.device)).cpu() for k, v in local.items()}
             self._rng_states = [{k: v[r] for k, v in gathered.items()} for r in range(trainer.world_size)]
         else:
             self._rng_states = [local]

@@ -95,7 +95,6 @@ def fit_loader(
         enable_model_summary=False,
         use_distributed_sampler=step_sampler is None,
         gradient_clip_val=getattr(getattr(plan, "optim", None), "grad_clip", None),
-        log_every_n_steps=max(1, min(50, len(loader))),
         default_root_dir=root,
     )
     if step_sampler is not None:
@@ -103,6 +102,7 @@ def fit_loader(
         steps_per_epoch = max(len(step_sampler), 1)
     else:
         steps_per_epoch = max(len(loader) // max(trainer.world_size, 1), 1)
+    trainer.log_every_n_steps = max(1, min(50, steps_per_epoch))
     plan.total_steps = _total_steps(steps_per_epoch, max_epochs, max_steps)
     logger.info("training %d steps (%d per epoch, %d process(es))", plan.total_steps, steps_per_epoch,
                 trainer.world_size)
