@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 from bench_common import cpu_seconds, status_mb
+from trajectories import table_or_worker
 
 LENGTHS = [16, 32, 64, 128, 256, 512, 1024]
 MIXERS = ["s4d", "transformer", "mamba"]
@@ -80,16 +81,17 @@ def markdown(result: dict) -> str:
     mixers = list(dict.fromkeys(r["mixer"] for r in runs))
     lengths = sorted({r["T"] for r in runs})
     get = {(r["mixer"], r["T"]): r for r in runs}
-    head = "| T | " + " | ".join(f"{m} s/step | {m} peak MB" for m in mixers) + " |"
+    head = "| T | " + " | ".join(f"{m} s/step (cpu s) | {m} peak MB" for m in mixers) + " |"
     lines = [f"batch {runs[0]['batch']}, width {runs[0]['width']}, depth {runs[0]['depth']}, torch threads "
              f"{runs[0]['torch_threads']}; params " + ", ".join(f"{m} {get[(m, lengths[0])]['params']:,}" for m in mixers),
              "", head, "|---|" + "---|---|" * len(mixers)]
     for T in lengths:
-        cells = [f"{get[(m, T)]['step_s']:.4f} | {get[(m, T)]['peak_mb']:.0f}" if (m, T) in get else "n/a | n/a"
-                 for m in mixers]
+        cells = [f"{get[(m, T)]['step_s']:.3f} ({get[(m, T)]['cpu_s_per_step']:.3f}) | {get[(m, T)]['peak_mb']:.0f}"
+                 if (m, T) in get else "n/a | n/a" for m in mixers]
         lines.append(f"| {T} | " + " | ".join(cells) + " |")
     lines.append("| log-log slope (last two T) | " + " | ".join(
-        f"{slope([r for r in runs if r['mixer'] == m], 'step_s'):.2f} | "
+        f"{slope([r for r in runs if r['mixer'] == m], 'step_s'):.2f} "
+        f"({slope([r for r in runs if r['mixer'] == m], 'cpu_s_per_step'):.2f}) | "
         f"{slope([r for r in runs if r['mixer'] == m], 'peak_mb'):.2f}" for m in mixers) + " |")
     return "\n".join(lines)
 
@@ -126,13 +128,8 @@ def main() -> None:
     parser.add_argument("--table", type=Path)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
-    if args.table:
-        print(markdown(json.loads(args.table.read_text())))  # noqa: T201 (a script's output)
-        return
     opts = [args.lengths, args.batch, args.width, args.depth, args.dim]
-    if args.worker:
-        print(json.dumps(measure(args.worker, *opts)))  # noqa: T201 (to the parent)
+    if table_or_worker(args, markdown, lambda mixer: measure(mixer, *opts)):
         return
     from exprflow.io import write_text_atomic
 

@@ -119,6 +119,9 @@ def test_cli_fit_predict_generate_and_missing_key(hsmm, tmp_path):
             "--plot", tmp_path / "g.png", "--data", path)
     assert r.exit_code == 0, r.output
     assert ad.read_h5ad(tmp_path / "g.h5ad").n_obs == 20 and (tmp_path / "g.png").stat().st_size > 0
+    r = run("generate", tmp_path / "run", "--n-cells", 6, "--n-steps", 2, "--out", tmp_path / "any.h5ad")
+    assert r.exit_code == 0, r.output  # the generic command: cells of whole trajectories, times in obs
+    assert list(ad.read_h5ad(tmp_path / "any.h5ad").obs["Hours"]) == [0.0, 24.0, 48.0, 72.0, 0.0, 24.0]
     r = CliRunner().invoke(cli, ["fit", "--data", str(path), "--model", "trajectory", "--time-key", "Day",
                                  "--out", str(tmp_path / "bad")])
     assert r.exit_code == 2 and "Day" in r.output and "Traceback" not in r.output

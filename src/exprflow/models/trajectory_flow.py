@@ -298,6 +298,17 @@ class TrajectoryFlow:
         adata.obs["observed"] = observed.reshape(-1)
         return adata
 
+    def generate(self, n_cells: int | None = None, conditions=None, n_steps: int = 16, solver: str = "euler",
+                 guidance: float = 1.0, seed: int = 0) -> AnnData:
+        """``n_cells`` cells of whole generated trajectories (the steps of ``ceil(n_cells / T)`` trajectories,
+        times in ``obs``): the contract of ``exprflow generate``. No conditions, no guidance."""
+        if conditions is not None or guidance != 1.0:
+            raise ExprflowInputError("TrajectoryFlow has no condition key: generate(n_cells=...) only, no guidance.")
+        if n_cells is None or int(n_cells) < 1:
+            raise ExprflowInputError("Give n_cells >= 1.")
+        n_traj = -(-int(n_cells) // len(self.time_grid))
+        return self.generate_trajectories(n_traj, n_steps=n_steps, solver=solver, seed=seed)[: int(n_cells)].copy()
+
     def _provenance(self, what: str, seed: int, n_steps: int, solver: str, context: str) -> dict:
         return {"model": type(self).__name__, "version": __version__, "call": what, "seed": seed, "n_steps": n_steps,
                 "solver": solver, "nfe": self._last_nfe, "context": context, "config": asdict(self.config)}
