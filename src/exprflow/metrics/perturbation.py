@@ -95,7 +95,8 @@ def lfc_pearson(pred_mean: np.ndarray, real_mean: np.ndarray, ctrl_mean: np.ndar
 def energy_to_floor(pred, stim, train, seed: int = 0) -> dict:
     """Energy distance of ``pred`` to half the real perturbed cells, and the same for the other half (floor).
 
-    ``train``: the cells the model was trained on (the PCA of the reference space is fitted on them).
+    ``train``: the cells the model was trained on (the PCA of the reference space is fitted on them), or
+    a :class:`ReferenceSpace` already fitted on them (to score several predictions in one space).
     Returns ``{"energy", "energy_floor", "energy_ratio", "n_compared"}``.
     """
     rng = np.random.default_rng(seed)
@@ -104,7 +105,7 @@ def energy_to_floor(pred, stim, train, seed: int = 0) -> dict:
     if half < 5 or pred.shape[0] < half:
         raise ExprflowInputError(f"energy_to_floor needs >= 10 real perturbed cells and >= {half} predicted ones.")
     a, b = order[:half], order[half : 2 * half]
-    space = ReferenceSpace(N_COMPONENTS).fit(train)
+    space = train if isinstance(train, ReferenceSpace) else ReferenceSpace(N_COMPONENTS).fit(train)
     z_a, z_b = space.transform(stim[np.sort(a)]), space.transform(stim[np.sort(b)])
     z_pred = space.transform(pred[np.sort(rng.choice(pred.shape[0], size=half, replace=False))])
     e_model, e_floor = float(energy(z_pred, z_a)), float(energy(z_b, z_a))
@@ -118,7 +119,7 @@ def perturbation_metrics(pred, stim, ctrl, *, n_top: int = 100, direction: str =
 
     Returns a JSON-serialisable dict: ``r2_mean_all``, ``r2_mean_top{n}``, ``r2_identity_all``,
     ``r2_identity_top{n}``, ``lfc_pearson_all``, ``lfc_pearson_top{n}``, ``de_genes`` (column indices),
-    cell numbers and, with ``train``, the energy entries of :func:`energy_to_floor`.
+    cell numbers and, with ``train`` (matrix or fitted ReferenceSpace), the energy entries of :func:`energy_to_floor`.
     """
     shapes = {x.shape[1] for x in (pred, stim, ctrl)}
     if len(shapes) != 1:

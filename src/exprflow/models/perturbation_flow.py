@@ -64,9 +64,8 @@ class PerturbationFlowConfig:
     time_sampler: str = "uniform"
     cond_dropout: float = 0.1
     flow_optim: OptimConfig = OptimConfig()
-    library: str = "flow"  # the flow also carries log library size (LatentFlow's state)
+    library: str = "flow"  # the flow state carries log library size (LatentFlow's state); the only choice
     decode: str = "sample"
-    coupling: str = "ot"  # informational: pairs are always minibatch OT within group
     flow_steps: int = 2000  # train()'s default flow budget (so the CLI can set it via --model-kwargs)
     flow_batch_size: int = 256
 
@@ -145,6 +144,8 @@ class PerturbationFlow(LatentFlow):
         return [lv for lv in (self.levels or []) if lv != self.config.control_group]
 
     def _fit_representation(self) -> None:
+        if self.config.library != "flow":
+            raise ExprflowInputError("PerturbationFlow carries the library size in its flow state: library='flow' only.")
         self.pdata = perturbation_from_counts(self.data, self._adata_for_setup, self.config.control_group,
                                               self.config.cell_type_key)
         super()._fit_representation()

@@ -1,0 +1,278 @@
+"""Perturbation-response benchmark (issue 6): PerturbationFlow vs identity, mean shift, latent arithmetic.
+
+Usage::
+
+    nice -n 10 python benchmarks/perturbation.py small --seeds 0 1 2 --out benchmarks/results/perturbation_kang_small.json
+    nice -n 10 python benchmarks/perturbation.py full --seeds 0 --out benchmarks/results/perturbation_kang_full.json
+    python benchmarks/perturbation.py table benchmarks/results/perturbation_kang_small*.json   # merged
+
+``small`` (kang2018_ifnb_small_labeled, 1,556 cells x 1,267 genes): each of the 5 cell types is held out in
+turn; training sees that type's CONTROL cells only plus both arms of the other types; every row predicts
+the held-out type's stimulated cells from its control cells and is scored against its real stimulated
+cells (metrics.perturbation: R^2 of per-gene means on all genes and on the top-100 DE genes, LFC Pearson,
+energy ratio to floor). One child process per (cell type, seed); the VAE is trained once per child and
+shared by every flow row (``pretrained_vae``), so flow rows differ only in the flow network.
+
+``full`` (kang2018_ifnb, 14,053 genes; subsampled, see ``--cells``): no cell type can be held out (stimulated
+cells have no labels). Cells are split 80/20 within condition; models train on the train split (both
+arms) and predict the test control cells' stimulated state, scored against the real test stimulated
+cells, all cells together and per control-labelled type (stimulated test cells get a type from a
+logistic regression trained on labelled control train cells in a 30-PC space of log1p-normalised
+expression WITHOUT the 500 genes most changed by stimulation, so the classifier does not see the response).
+
+Rows: ``identity``, ``mean_shift``, ``latent_arithmetic`` (scGen-style, in PerturbationFlow's VAE state),
+``cond_flow`` (Markov flow v(x_t) from control to stim, no source step), ``pflow_mlp`` (PerturbationFlow,
+2-step sequence through the MLP), ``pflow_s4d`` and ``pflow_transformer`` (the 2-step sequence through
+S4D / self-attention). Every child uses 1 torch thread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from bench_common import SHARED, cpu_seconds, mean_sd
+
+SMALL_ROWS = ["identity", "mean_shift", "latent_arithmetic", "cond_flow", "pflow_mlp", "pflow_s4d", "pflow_transformer"]
+FULL_ROWS = ["identity", "mean_shift", "latent_arithmetic", "pflow_mlp"]
+FLOWS = {  # row -> PerturbationFlow options besides the VAE
+    "cond_flow": {"backbone": "mlp", "source_token": False},
+    "pflow_mlp": {"backbone": "mlp"},
+    "pflow_s4d": {"backbone": "s4d"},
+    "pflow_transformer": {"backbone": "transformer"},
+}
+METRICS = ["r2_mean_all", "r2_mean_top100", "lfc_pearson_all", "lfc_pearson_top100", "energy_ratio"]
+TYPES = ["B cells", "CD14+ Monocytes", "CD4 T cells", "CD8 T cells", "FCGR3A+ Monocytes"]
+
+
+def _predict_rows(rows, train, ctrl, cell_type_key, seed, budget) -> tuple[dict, dict]:
+    """Predicted counts of ``ctrl``'s stimulated state per row, and training wall/CPU seconds per row."""
+    from exprflow.models import PerturbationFlow
+    from exprflow.models.perturbation_baselines import LatentArithmetic, MeanShift, identity_prediction
+
+    preds, cost, base = {}, {}, None
+
+    def timed(row, fn):
+        w, c = time.perf_counter(), cpu_seconds()
+        out = fn()
+        cost[row] = {"wall_s": time.perf_counter() - w, "cpu_s": cpu_seconds() - c}
+        return out
+
+    common = dict(condition_key="condition", control_group="ctrl", cell_type_key=cell_type_key)
+    for row in rows:
+        if row == "identity":
+            preds[row] = timed(row, lambda: identity_prediction(ctrl))
+        elif row == "mean_shift":
+            preds[row] = timed(row, lambda: MeanShift().fit(train, **common).predict(ctrl, "stim", seed=seed))
+        elif row == "latent_arithmetic" or row in FLOWS:
+            if base is None:  # the VAE (+ the pflow_mlp flow) once; other flows reuse the VAE
+                base = PerturbationFlow(train, **common, backbone="mlp")
+                timed("vae+pflow_mlp", lambda: base.train(max_steps=budget["vae_steps"], flow_steps=budget["flow_steps"],
+                                                          seed=seed, progress_bar=False))
+                cost["vae"] = {"wall_s": base.vae_seconds}
+            if row == "latent_arithmetic":
+                preds[row] = timed(row, lambda: LatentArithmetic().fit(base).predict(ctrl, "stim", seed=seed))
+            elif row == "pflow_mlp":
+                preds[row] = base.predict(ctrl, "stim", seed=seed).X
+            else:
+                model = PerturbationFlow(train, **common, **FLOWS[row])
+                timed(row, lambda m=model: m.train(flow_steps=budget["flow_steps"], seed=seed, progress_bar=False,
+                                                   pretrained_vae=base))
+                preds[row] = model.predict(ctrl, "stim", seed=seed).X
+                cost[row]["n_params"] = sum(p.numel() for p in model.backbone.parameters())
+    if base is not None:
+        cost.setdefault("pflow_mlp", {})["n_params"] = sum(p.numel() for p in base.backbone.parameters())
+    return preds, cost
+
+
+def _score(preds, stim, ctrl, train_x, seed) -> dict:
+    from exprflow.metrics import ReferenceSpace
+    from exprflow.metrics.perturbation import perturbation_metrics
+
+    out, space = {}, ReferenceSpace().fit(train_x) if not hasattr(train_x, "transform") else train_x
+    for row, pred in preds.items():
+        m = perturbation_metrics(pred, stim, ctrl, train=space, seed=seed)
+        out[row] = {k: v for k, v in m.items() if k != "de_genes"}
+    return out
+
+
+def small_worker(cell_type: str, seed: int, budget: dict, rows: list[str]) -> dict:
+    import anndata as ad
+
+    adata = ad.read_h5ad(SHARED / "kang2018_ifnb_small_labeled.h5ad")
+    is_type = (adata.obs["cell_type"] == cell_type).to_numpy()
+    is_ctrl = (adata.obs["condition"] == "ctrl").to_numpy()
+    train, ctrl, stim = adata[~(is_type & ~is_ctrl)].copy(), adata[is_type & is_ctrl].copy(), adata[is_type & ~is_ctrl]
+    preds, cost = _predict_rows(rows, train, ctrl, "cell_type", seed, budget)
+    return {"cell_type": cell_type, "seed": seed, "cost": cost, "metrics": _score(preds, stim.X, ctrl.X, train.X, seed)}
+
+
+def _stim_types(train, test_stim, seed: int) -> np.ndarray:
+    """Cell types of stimulated cells: logistic regression on labelled control train cells, 30 PCs of
+    log1p-normalised expression without the 500 genes most changed by stimulation (module docstring)."""
+    from sklearn.decomposition import PCA
+    from sklearn.linear_model import LogisticRegression
+
+    from exprflow.metrics.perturbation import wilcoxon_z
+    from exprflow.metrics.reference import normalise_rows
+
+    is_ctrl = (train.obs["condition"] == "ctrl").to_numpy()
+    response = np.argsort(-np.abs(wilcoxon_z(train.X[~is_ctrl], train.X[is_ctrl])))[:500]
+    keep = np.setdiff1d(np.arange(train.n_vars), response)
+    labelled = is_ctrl & train.obs["cell_type_kang2018"].notna().to_numpy()
+    x_fit = normalise_rows(train.X[labelled])[:, keep].toarray()
+    pca = PCA(30, random_state=seed).fit(x_fit)
+    clf = LogisticRegression(max_iter=2000).fit(pca.transform(x_fit), train.obs["cell_type_kang2018"][labelled].astype(str))
+    return clf.predict(pca.transform(normalise_rows(test_stim.X)[:, keep].toarray()))
+
+
+def full_worker(seed: int, budget: dict, rows: list[str], n_cells: int) -> dict:
+    import anndata as ad
+
+    adata = ad.read_h5ad(SHARED / "kang2018_ifnb.h5ad")
+    rng = np.random.default_rng(0)  # the same cells and split for every seed
+    cells = np.sort(rng.choice(adata.n_obs, size=min(n_cells, adata.n_obs), replace=False))
+    adata = adata[cells].copy()
+    is_test = np.zeros(adata.n_obs, dtype=bool)
+    for level in ("ctrl", "stim"):
+        rows_l = np.flatnonzero((adata.obs["condition"] == level).to_numpy())
+        is_test[rng.choice(rows_l, size=len(rows_l) // 5, replace=False)] = True
+    train, test = adata[~is_test].copy(), adata[is_test]
+    ctrl = test[(test.obs["condition"] == "ctrl").to_numpy()].copy()
+    ctrl = ctrl[ctrl.X.sum(axis=1).A1 > 0].copy()
+    stim = test[(test.obs["condition"] == "stim").to_numpy()]
+    preds, cost = _predict_rows(rows, train, ctrl, None, seed, budget)
+    from exprflow.metrics import ReferenceSpace
+
+    space = ReferenceSpace().fit(train.X)
+    result = {"seed": seed, "n_cells": int(adata.n_obs), "n_train": int(train.n_obs), "n_test_ctrl": int(ctrl.n_obs),
+              "n_test_stim": int(stim.n_obs), "cost": cost, "metrics": _score(preds, stim.X, ctrl.X, space, seed)}
+    stim_types = _stim_types(train, stim, seed)
+    ctrl_types = ctrl.obs["cell_type_kang2018"].astype(str).to_numpy()
+    per_type = {}
+    for t in sorted(set(ctrl_types) - {"nan"}):
+        c_rows, s_rows = np.flatnonzero(ctrl_types == t), np.flatnonzero(stim_types == t)
+        if min(len(c_rows), len(s_rows)) < 20:
+            continue
+        per_type[t] = {"n_ctrl": int(len(c_rows)), "n_stim_assigned": int(len(s_rows)), **_score(
+            {r: p[c_rows] for r, p in preds.items()}, stim.X[s_rows], ctrl.X[c_rows], space, seed)}
+    result["per_type"] = per_type
+    return result
+
+
+def _run_children(jobs: list[list[str]], out: Path, result: dict, n_parallel: int = 1) -> None:
+    """Run every job as ``perturbation.py worker JOB`` (``n_parallel`` at a time); results saved after each."""
+    from exprflow.io import write_text_atomic
+
+    if out.exists():
+        result["runs"] = json.loads(out.read_text())["runs"]
+    done = {json.dumps(r["job"]) for r in result.setdefault("runs", [])}
+    pending = [job for job in jobs if json.dumps(job) not in done]
+    running: list[tuple[list[str], subprocess.Popen, float]] = []
+    while pending or running:
+        while pending and len(running) < n_parallel:
+            job = pending.pop(0)
+            proc = subprocess.Popen([sys.executable, __file__, "worker", *job], stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True)
+            running.append((job, proc, time.perf_counter()))
+        job, proc, start = running.pop(0)
+        stdout, stderr = proc.communicate()
+        if proc.returncode != 0:
+            logging.warning("%s failed:\n%s", job, stderr[-3000:])
+            continue
+        run = json.loads(stdout.strip().splitlines()[-1])
+        run["job"], run["child_wall_s"] = job, time.perf_counter() - start
+        result["runs"].append(run)
+        write_text_atomic(json.dumps(result, indent=2), out)
+        logging.warning("%s done in %.0f s (child CPU %.0f s)", job, run["child_wall_s"], run["child_cpu_s"])
+
+
+def table(result: dict) -> str:
+    """Markdown: mean ± sd over seeds of the average over held-out types (small) or of all cells (full)."""
+    runs = result["runs"]
+    rows = [r for r in SMALL_ROWS if r in runs[0]["metrics"]]
+    seeds = sorted({r["seed"] for r in runs})
+
+    def per_seed(row, metric, pick=lambda r: r["metrics"]):
+        vals = []
+        for s in seeds:
+            v = [pick(r)[row][metric] for r in runs if r["seed"] == s and row in pick(r)]
+            v = [x for x in v if x is not None]
+            vals.append(float(np.mean(v)) if v else None)
+        return mean_sd(vals)
+
+    lines = [f"{result['name']}: seeds {seeds}, torch threads 1, {len(runs)} runs", "",
+             "| row | " + " | ".join(METRICS) + " |", "|---|" + "---|" * len(METRICS)]
+    lines += [f"| {row} | " + " | ".join(per_seed(row, m) for m in METRICS) + " |" for row in rows]
+    if result["name"] == "kang_small":
+        lines += ["", "R^2 (top-100 DE) per held-out cell type, mean ± sd over seeds:", "",
+                  "| row | " + " | ".join(TYPES) + " |", "|---|" + "---|" * len(TYPES)]
+        for row in rows:
+            cells = [mean_sd(r["metrics"][row]["r2_mean_top100"] for r in runs if r["cell_type"] == t) for t in TYPES]
+            lines.append(f"| {row} | " + " | ".join(cells) + " |")
+    else:
+        types = sorted({t for r in runs for t in r["per_type"]})
+        lines += ["", "R^2 (top-100 DE) per control-labelled type (stim cells typed by the classifier):", "",
+                  "| row | " + " | ".join(types) + " |", "|---|" + "---|" * len(types)]
+        for row in rows:
+            cells = [mean_sd(r["per_type"][t][row]["r2_mean_top100"] for r in runs if t in r["per_type"]) for t in types]
+            lines.append(f"| {row} | " + " | ".join(cells) + " |")
+    cost_rows = sorted({k for r in runs for k in r["cost"]})
+    lines += ["", "training cost per child (mean over runs): " + ", ".join(
+        f"{k} {np.mean([r['cost'][k].get('cpu_s', r['cost'][k].get('wall_s', 0)) for r in runs if k in r['cost']]):.1f} s"
+        for k in cost_rows), f"child CPU seconds in all: {sum(r['child_cpu_s'] for r in runs):.0f}; wall: "
+        f"{sum(r['child_wall_s'] for r in runs):.0f}"]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("mode", choices=["small", "full", "table", "worker"])
+    parser.add_argument("args", nargs="*")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--rows", nargs="+", default=None)
+    parser.add_argument("--vae-steps", type=int, default=600)
+    parser.add_argument("--flow-steps", type=int, default=400)
+    parser.add_argument("--cells", type=int, default=4000, help="full: cells subsampled from kang2018_ifnb")
+    parser.add_argument("--jobs", type=int, default=1, help="child processes at a time (1 torch thread each)")
+    parser.add_argument("--out", type=Path)
+    a = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
+    if a.mode == "table":  # args: result files of one benchmark (e.g. one per seed), merged
+        results = [json.loads(Path(f).read_text()) for f in a.args]
+        results[0]["runs"] = [r for res in results for r in res["runs"]]
+        print(table(results[0]))
+        return
+    if a.mode == "worker":  # args: JSON spec
+        import torch
+
+        torch.set_num_threads(1)
+        logging.getLogger("lightning").setLevel(logging.ERROR)
+        spec = json.loads(a.args[0])
+        budget = {"vae_steps": spec["vae_steps"], "flow_steps": spec["flow_steps"]}
+        if spec["mode"] == "small":
+            run = small_worker(spec["cell_type"], spec["seed"], budget, spec["rows"])
+        else:
+            run = full_worker(spec["seed"], budget, spec["rows"], spec["cells"])
+        run["child_cpu_s"] = cpu_seconds()
+        print(json.dumps(run))
+        return
+    rows = a.rows or (SMALL_ROWS if a.mode == "small" else FULL_ROWS)
+    budget = {"vae_steps": a.vae_steps, "flow_steps": a.flow_steps, "rows": rows}
+    if a.mode == "small":
+        jobs = [[json.dumps({"mode": "small", "cell_type": t, "seed": s, **budget})] for s in a.seeds for t in TYPES]
+    else:
+        jobs = [[json.dumps({"mode": "full", "seed": s, "cells": a.cells, **budget})] for s in a.seeds]
+    result = {"name": f"kang_{a.mode}", "budget": budget, "torch_threads": 1}
+    _run_children(jobs, a.out, result, a.jobs)
+    print(table(json.loads(a.out.read_text())))
+
+
+if __name__ == "__main__":
+    main()
