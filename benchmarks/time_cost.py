@@ -3,14 +3,16 @@
 Usage::
 
     python benchmarks/time_cost.py --out benchmarks/results/time_cost.json --figure benchmarks/figures/time_cost.png
-    python benchmarks/time_cost.py --table benchmarks/results/time_cost.json
+    python benchmarks/time_cost.py --table benchmarks/results/time_cost.json [--figure benchmarks/figures/time_cost.png]
 
 One step = the sequence rectified-flow loss (:class:`~exprflow.flows.sequence_objective.SequenceRectifiedFlow`,
 random observed steps) forward and backward through a :class:`~exprflow.backbones.time_sequence.TimeSequenceBackbone`
 (width 64, depth 2, batch 16 trajectories, latent dimension 10), for T = 16 ... 1,024 time steps (paul15
 binned into up to 1,024 pseudotime bins has this shape; the cost does not depend on the values, so random
 trajectories stand in). Mixers: ``s4d``, ``transformer`` (self-attention) and ``mamba`` (chunked Mamba-2
-scan). Time: median of 3 steps after one warm-up, 1 torch thread. Memory: peak resident set size
+scan). Time: median wall seconds of 3 steps after one warm-up, and the process's CPU seconds per step
+(user + system; the figure shows these: on a shared, overloaded machine wall time mostly measures the
+wait for a core), 1 torch thread. Memory: peak resident set size
 (``VmHWM``) growth over the process's size before its first step; each mixer runs in its own process
 with T ascending, so the peak at T is that of the largest step so far. The log-log slope between the two
 longest lengths says how the cost grows (1 = linear, 2 = quadratic).
@@ -103,9 +105,9 @@ def figure(result: dict, path: Path) -> None:
     for mixer in dict.fromkeys(r["mixer"] for r in result["runs"]):
         rows = sorted((r for r in result["runs"] if r["mixer"] == mixer), key=lambda r: r["T"])
         T = [r["T"] for r in rows]
-        axes[0].plot(T, [r["step_s"] for r in rows], "o-", label=mixer)
+        axes[0].plot(T, [r["cpu_s_per_step"] for r in rows], "o-", label=mixer)
         axes[1].plot(T, [max(r["peak_mb"], 1e-1) for r in rows], "o-", label=mixer)
-    for ax, label in zip(axes, ["seconds per training step", "peak memory growth (MB)"]):
+    for ax, label in zip(axes, ["CPU seconds per training step", "peak memory growth (MB)"]):
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_xlabel("trajectory length T (time steps)")
@@ -129,6 +131,8 @@ def main() -> None:
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     opts = [args.lengths, args.batch, args.width, args.depth, args.dim]
+    if args.table and args.figure:  # redraw the figure of a saved result
+        figure(json.loads(args.table.read_text()), args.figure)
     if table_or_worker(args, markdown, lambda mixer: measure(mixer, *opts)):
         return
     from exprflow.io import write_text_atomic
