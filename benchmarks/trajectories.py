@@ -5,6 +5,7 @@ Usage::
     python benchmarks/trajectories.py --seeds 0 1 2 --out benchmarks/results/trajectories.json
     python benchmarks/trajectories.py --tasks hsmm:24 --rows interp s4d --seeds 0 --steps 200   # a quick look
     python benchmarks/trajectories.py --table benchmarks/results/trajectories.json
+    python benchmarks/trajectories.py --figure benchmarks/figures/trajectories_paul15.png --steps 300
 
 Tasks: ``hsmm:24`` / ``hsmm:48`` (hsmm_timecourse_fpkm, FPKM, the Gaussian log1p-PCA latent, top 2,000
 genes by log1p variance over the train time points) and ``paul15:K`` (K = 4 by default; paul15_pseudotime, counts, the NB
@@ -143,6 +144,26 @@ def markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
+def trajectory_figure(path: Path, steps: int, vae_steps: int, width: int, depth: int) -> None:
+    """S4D sequence flow on paul15 lineage 1 (8 pseudotime bins, all of them), 40 generated trajectories
+    drawn over the lineage's real cells (PC1/PC2 of the protocol's normalisation)."""
+    import anndata as ad
+    import torch
+
+    from exprflow.models.trajectory_flow import TrajectoryFlow
+    from exprflow.plotting.trajectories import plot_trajectories
+
+    torch.set_num_threads(1)
+    adata = ad.read_h5ad(SHARED / "paul15_pseudotime.h5ad")
+    model = TrajectoryFlow(adata, time_key="pseudotime_lineage1", weight_key="weight_lineage1", n_bins=N_BINS,
+                           n_latent=10, n_sequences=2048, backbone_kwargs={"width": width, "depth": depth})
+    model.train(max_steps=steps, vae_steps=vae_steps, batch_size=64, progress_bar=False)
+    generated = model.generate_trajectories(40, seed=0)
+    real = adata[adata.obs["weight_lineage1"].to_numpy() >= 0.5]
+    plot_trajectories(real, generated, path, time_key="pseudotime_lineage1", counts=True,
+                      title="generated trajectories (S4D, 8 bins)")
+
+
 def table_or_worker(args, markdown, work) -> bool:
     """Set up logging; ``--table``: print a saved result's table; ``--worker JOB``: print ``work(JOB)`` as JSON
     for the parent process. Returns True when one of them was done (shared with time_cost.py)."""
@@ -167,9 +188,13 @@ def main() -> None:
     parser.add_argument("--depth", type=int, default=2)
     parser.add_argument("--out", type=Path)
     parser.add_argument("--table", type=Path)
+    parser.add_argument("--figure", type=Path, help="draw generated paul15 trajectories to this PNG and exit")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     opts = [args.steps, args.vae_steps, args.width, args.depth, args.batch_size, args.n_sequences]
+    if args.figure is not None:
+        trajectory_figure(args.figure, args.steps, args.vae_steps, args.width, args.depth)
+        return
 
     def work(job: str) -> list[dict]:  # "task,seed,seed,...": one process per task (imports once)
         task, *seeds = job.split(",")
