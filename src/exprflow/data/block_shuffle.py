@@ -240,6 +240,6 @@ def block_step_loader(rows, conditions: np.ndarray | None, batch_size: int, *, s
 
     sampler = _step_sampler_class()(rows.shape[0], batch_size, seed=seed, drop_last=drop_last,
                                     block_rows=block_rows, buffer_blocks=buffer_blocks)
-    dataset = CellDataset(BlockCachedRows(rows, block_rows, 2 * buffer_blocks), conditions)
+    dataset = CellDataset(BlockCachedRows(rows, block_rows, buffer_blocks + 1), conditions)
     return DataLoader(dataset, batch_sampler=sampler, collate_fn=dataset.collate, num_workers=num_workers,
                       generator=torch.Generator().manual_seed(int(seed)))

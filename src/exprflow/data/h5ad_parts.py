@@ -99,13 +99,13 @@ def write_h5ad_from_parts(
     compression: str | None = None,
 ) -> Path:
     """Write parts ``0 .. n_parts - 1`` of ``store`` as one AnnData file at ``path`` (atomically)."""
-    shapes, nnz, dtype, has_codes = [], 0, None, False
+    shapes, nnz, has_codes = [], 0, False
     for k in range(n_parts):  # sizes first (npz members are read lazily: only indptr and shape here)
         with np.load(store.path(k)) as f:
             shapes.append(int(f["shape"][0]))
             nnz += int(f["indptr"][-1])
-            dtype = np.result_type(dtype, f["data"].dtype) if dtype is not None else f["data"].dtype
             has_codes = has_codes or "codes" in f.files
+    dtype = store.read(0)[0].dtype  # every part comes from the same model and decoding
     n_cells, n_genes = sum(shapes), len(var_names)
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp.h5ad")
