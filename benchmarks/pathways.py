@@ -7,6 +7,7 @@ Usage::
     for s in 0 1 2; do OMP_NUM_THREADS=1 nice -n 10 python benchmarks/pathways.py --seeds $s \
         --out benchmarks/results/pathways_pbmc3k_s$s.json & done; wait
     python benchmarks/pathways.py --table benchmarks/results/pathways_pbmc3k_s{0,1,2}.json
+    python benchmarks/pathways.py --scores --out benchmarks/results/pathways_scores_pbmc3k.json
 
 Rows: ``hallmark`` (MSigDB Hallmark, 50 sets), ``go_bp`` (GO Biological Process 2023, 5,407 sets; ISAB
 over its ~500 kept tokens), each with its ``*_random`` control (same set sizes, members drawn uniformly
@@ -16,6 +17,10 @@ process (``bench_common.run_grid``): the EVALUATION.md split, the same steps and
 generation of the test split's cells, the protocol metrics (ratios to the floor), and a linear probe of
 cell type from the frozen backbone's pooled embedding (``benchmarks/sets.py``'s probe, with PCA-50 as
 reference).
+
+``--scores`` asks the same question without a network (seconds of CPU): a linear probe of cell type from
+set scores, the mean standardised log1p expression of each set's genes (membership / size @ x), for the
+real sets and for degree-matched random sets (3 seeds each; ``uniform`` and ``swap`` controls).
 """
 
 from __future__ import annotations
@@ -84,6 +89,54 @@ def run_one(args, row: str, seed: int) -> dict:
     return result
 
 
+def set_scores(args) -> dict:
+    """Probe of cell type from per-set mean expression: real sets vs degree-matched random sets."""
+    import time
+
+    import numpy as np
+
+    from exprflow.data import read_adata
+    from exprflow.experiment import split_adata
+    from exprflow.representations import StateVector, StateVectorConfig
+    from exprflow.representations.genesets import GeneSets, read_gmt
+    from sets import linear_probe
+
+    start, cpu = time.perf_counter(), cpu_seconds()
+    path, key = DATASETS[args.dataset]
+    adata = read_adata(path)
+    train, test = split_adata(adata, None, key, 0)
+    rep = StateVector(StateVectorConfig()).fit(train.X)
+    x_train, x_test = rep.encode(train.X).numpy(), rep.encode(test.X).numpy()
+    y_train, y_test = train.obs[key].astype(str).to_numpy(), test.obs[key].astype(str).to_numpy()
+    rows = []
+    for collection, gmt in GMT.items():
+        real = GeneSets.map(read_gmt(gmt), adata.var_names, min_size=PATHWAY["min_set_size"], max_sets=1024)
+        variants = [("real", None, real)] + [(kind, seed, real.random_degree_matched(seed, kind == "swap"))
+                                             for kind in ("uniform", "swap") for seed in args.seeds]
+        for kind, seed, sets in variants:
+            pool = sets.membership.multiply(1.0 / sets.sizes[:, None]).T.tocsr()  # genes x sets, 1/size
+            probe = linear_probe(x_train @ pool, y_train, x_test @ pool, y_test)
+            rows.append({"collection": collection, "sets": kind, "seed": seed, "n_sets": len(sets.names),
+                         "n_covered": int(sets.covered.size), **probe})
+    return {"dataset": args.dataset, "seeds": args.seeds, "rows": rows, "wall_s": time.perf_counter() - start,
+            "cpu_s": cpu_seconds() - cpu}
+
+
+def scores_markdown(result: dict) -> str:
+    """Probe accuracy / macro-F1 per collection and kind of sets (mean ± sd over random seeds)."""
+    from bench_common import mean_sd
+
+    lines = [f"dataset {result['dataset']}, linear probe of cell type from set scores "
+             f"({result['cpu_s']:.0f} CPU s)", "", "| collection | sets | n sets | genes covered | accuracy | macro-F1 |",
+             "|---|---|---|---|---|---|"]
+    for collection in GMT:
+        for kind in ("real", "uniform", "swap"):
+            rs = [r for r in result["rows"] if r["collection"] == collection and r["sets"] == kind]
+            lines.append(f"| {collection} | {kind} | {rs[0]['n_sets']} | {mean_sd(r['n_covered'] for r in rs)} | "
+                         f"{mean_sd(r['accuracy'] for r in rs)} | {mean_sd(r['macro_f1'] for r in rs)} |")
+    return "\n".join(lines)
+
+
 def markdown(result: dict) -> str:
     """A column per row (mean ± sd over seeds): protocol metrics, probes, gene-set tokens and costs."""
     extra = [(f"probe {score} ({source})", lambda r, s=source, k=score: r["probe"][s][k])
@@ -106,9 +159,18 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--out", type=Path)
     parser.add_argument("--table", type=Path, nargs="+", help="print the table of saved result(s) (runs merged)")
+    parser.add_argument("--scores", action="store_true", help="probe set scores (no network), real vs random")
     parser.add_argument("--worker", help=argparse.SUPPRESS)  # "row,seed": run one in this process
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
+    if args.scores:
+        from exprflow.io import write_text_atomic
+
+        result = set_scores(args)
+        if args.out is not None:
+            write_text_atomic(json.dumps(result, indent=2), args.out)
+        print(scores_markdown(result))  # noqa: T201 (a script's output)
+        return
     if args.table:
         results = [json.loads(p.read_text()) for p in args.table]
         seeds = sorted({s for res in results for s in res["seeds"]})
