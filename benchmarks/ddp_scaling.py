@@ -4,6 +4,7 @@ Usage::
 
     nice -n 10 python benchmarks/ddp_scaling.py --seeds 0 1 2 --out benchmarks/results/ddp_scaling.json
     python benchmarks/ddp_scaling.py --table benchmarks/results/ddp_scaling.json      # re-print the table
+    nice -n 10 python benchmarks/ddp_scaling.py --checkpoint-cost benchmarks/results/checkpoint_cost.json
 
 StateFlow (MLP, hidden 256, depth 3) on PBMC3k (2,638 cells x 2,000 genes, cell-type conditional), one
 torch thread per process. Rows (``processes x rows per process``):
@@ -16,7 +17,9 @@ Each (row, seed) runs as its own ``python ddp_scaling.py --worker ...`` child; w
 Lightning relaunches that child for rank 1. Every rank times steps ``WARMUP..STEPS`` of the training
 loop (wall and its own CPU seconds, ``getrusage``) and writes ``rank{r}.json``; the parent adds the
 child's end-to-end wall and CPU seconds (start-up, data loading, process launch and gloo set-up
-included). cells/s = timed steps x global batch / rank 0's loop wall seconds.
+included). cells/s = timed steps x global batch / rank 0's loop wall seconds. ``process_cpu_s`` in the
+JSON is ``getrusage(RUSAGE_CHILDREN)`` of the parent: rank 0 and the processes it waited for, which
+need not include Lightning's rank-1 process, so it is not in the table.
 """
 
 from __future__ import annotations
@@ -109,6 +112,37 @@ def run_all(seeds: list[int], out: Path) -> dict:
     return result
 
 
+def checkpoint_cost(out: Path, repeats: int = 5) -> dict:
+    """Size and write / read seconds of a StateFlow checkpoint on PBMC3k (weights, Adam moments, EMA, RNG)."""
+    import torch
+
+    from exprflow.data import read_adata
+    from exprflow.models import StateFlow
+    from exprflow.models.checkpoint import read_checkpoint, write_checkpoint
+
+    torch.set_num_threads(1)
+    path, key = DATASETS["pbmc3k"]
+    with tempfile.TemporaryDirectory() as tmp:
+        model = StateFlow(read_adata(path), condition_key=key)
+        model.train(max_steps=3, batch_size=128, progress_bar=False, checkpoint_dir=tmp, checkpoint_every=1)
+        ckpt = read_checkpoint(Path(tmp) / "flow.ckpt")
+        writes, reads = [], []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            write_checkpoint(ckpt, Path(tmp) / "copy.ckpt")
+            writes.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            read_checkpoint(Path(tmp) / "copy.ckpt")
+            reads.append(time.perf_counter() - start)
+        result = {"size_mb": (Path(tmp) / "copy.ckpt").stat().st_size / 2**20, "write_s": writes, "read_s": reads,
+                  "parameters": sum(p.numel() for p in model.backbone.parameters()), "repeats": repeats,
+                  "torch_threads": torch.get_num_threads(), "load_average": os.getloadavg()[0]}
+    from exprflow.io import write_text_atomic
+
+    write_text_atomic(json.dumps(result, indent=2), out)
+    return result
+
+
 def table(result: dict) -> str:
     """Markdown table: one column per row, mean ± sd over seeds."""
     by = {row: [r for r in result["runs"] if r["row"] == row] for row in ROWS}
@@ -128,9 +162,32 @@ def table(result: dict) -> str:
     line("loop CPU-s (all processes)", lambda r: r["loop_cpu_s"])
     line("CPU-s per 1,000 cells", lambda r: r["cpu_s_per_1k_cells"])
     line("end-to-end wall s (incl. start-up)", lambda r: r["process_wall_s"])
-    line("end-to-end CPU-s (incl. start-up)", lambda r: r["process_cpu_s"])
     line("load average during the run", lambda r: r["load_average"])
     return "\n".join(lines)
+
+
+def figure(result: dict, path: Path) -> None:
+    """Bars (mean, with each seed as a dot): cells/s of the training loop and CPU-s per 1,000 cells."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3.2))
+    for ax, key, label in ((axes[0], "cells_per_s", "cells / s (training loop)"),
+                           (axes[1], "cpu_s_per_1k_cells", "CPU-s per 1,000 cells (all processes)")):
+        for i, row in enumerate(ROWS):
+            values = [r[key] for r in result["runs"] if r["row"] == row]
+            if values:
+                ax.bar(i, sum(values) / len(values), color="#8fb3d9")
+                ax.plot([i] * len(values), values, "k.", ms=5)
+        ax.set_xticks(range(len(ROWS)), [f"{r.split('x')[0]} proc x {r.split('x')[1]}" for r in ROWS])
+        ax.set_title(label, fontsize=9)
+    fig.suptitle("DDP on CPU processes (gloo), StateFlow on PBMC3k, shared 2-core machine", fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def main() -> None:
@@ -138,6 +195,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", type=Path, default=HERE / "results" / "ddp_scaling.json")
     parser.add_argument("--table", type=Path, default=None, help="Print the table of a saved result and exit.")
+    parser.add_argument("--figure", type=Path, default=HERE / "figures" / "ddp_scaling.png")
+    parser.add_argument("--checkpoint-cost", type=Path, default=None,
+                        help="Measure checkpoint size and write/read time instead, into this JSON file.")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--log-dir", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -145,10 +205,12 @@ def main() -> None:
         row, seed = args.worker.split(",")
         worker(row, int(seed), args.log_dir)
         return
-    if args.table:
-        print(table(json.loads(args.table.read_text())))
+    if args.checkpoint_cost:
+        print(json.dumps(checkpoint_cost(args.checkpoint_cost), indent=2))
         return
-    print(table(run_all(args.seeds, args.out)))
+    result = json.loads(args.table.read_text()) if args.table else run_all(args.seeds, args.out)
+    figure(result, args.figure)
+    print(table(result))
 
 
 if __name__ == "__main__":
