@@ -21,8 +21,13 @@ logging.getLogger(__name__).addHandler(logging.NullHandler())
 _LAZY = {
     "StateFlow": "exprflow.models",
     "LatentFlow": "exprflow.models",
+    "PerturbationFlow": "exprflow.models",
+    "PathwayFlow": "exprflow.models",
+    "PopulationFlow": "exprflow.models",
+    "TrajectoryFlow": "exprflow.models",
     "LIKELIHOODS": "exprflow.distributions",
     "MODELS": "exprflow.models",
+    "NucleotideLM": "exprflow.models.nucleotide_lm",
     "BACKBONES": "exprflow.backbones",
     "evaluate": "exprflow.metrics",
     "format_report": "exprflow.metrics",

@@ -14,7 +14,11 @@ def build_backbone(name: str, dim: int, n_conditions: int = 0) -> nn.Module:
     cls = BACKBONES.get(name)
     small = getattr(cls, "small_config", None)
     kwargs = small() if callable(small) else {}
-    return cls(dim=dim, n_conditions=n_conditions, **kwargs)
+    model = cls(dim=dim, n_conditions=n_conditions, **kwargs)
+    toy_context = getattr(cls, "toy_gene_context", None)  # backbones that are only themselves after setup_genes
+    if callable(toy_context):
+        model.setup_genes(toy_context(dim))
+    return model
 
 
 def perturb_parameters(model: nn.Module, std: float = 0.1, seed: int = 0) -> nn.Module:

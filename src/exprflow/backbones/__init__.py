@@ -11,6 +11,8 @@ from exprflow.backbones.mlp import AdaLNZeroBlock, MLPBackbone, MLPBackboneConfi
 from exprflow.backbones.gene_sequence import GeneSequenceBackbone  # registers s4d, hyena, mamba, transformer
 from exprflow.backbones.registry import BACKBONES
 from exprflow.backbones import sets, tokens  # noqa: F401,E402  (registers deepsets, set_transformer, rank_tokens, value_bins)
+from exprflow.backbones import pathways  # noqa: F401,E402  (registers pathway: gene sets as tokens)
+from exprflow.backbones import cell_set  # noqa: F401,E402  (registers cell_set: cells as tokens, PopulationFlow)
 
 __all__ = [
     "BACKBONES",
