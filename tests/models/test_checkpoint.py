@@ -78,6 +78,19 @@ def test_rng_states_round_trip():
     assert first[2] == again[2] and first[3] == again[3]
 
 
+def test_rng_state_given_as_a_view_is_restored_from_its_own_bytes():
+    """A row of a gathered (ranks x bytes) tensor is a view; torch.set_rng_state alone would ignore its
+    offset and read rank 0's bytes (or crash)."""
+    torch.manual_seed(5)
+    mine = rng_state()
+    expected = torch.rand(3)
+    torch.manual_seed(6)
+    other = rng_state()
+    stacked = {k: torch.stack([other[k], mine[k]]) for k in mine}
+    set_rng_state({k: v[1] for k, v in stacked.items()})
+    assert torch.equal(torch.rand(3), expected)
+
+
 def test_resume_from_a_corrupted_checkpoint_fails_before_training(tmp_path, counts_adata):
     from exprflow.models import StateFlow
 

@@ -141,3 +141,57 @@ def test_models_without_device_options_keep_working_and_refuse_them_clearly():
 
     kwargs = _run_kwargs(StateFlow, "state", **{**defaults, "devices": 2, "strategy": "ddp"})
     assert kwargs["devices"] == 2 and kwargs["strategy"] == "ddp" and kwargs["checkpoint_every"] == 1000
+
+
+# Every training step sleeps, so that the test can kill the whole run mid-training.
+SLOW_CLI = """
+import sys, time
+import torch
+torch.set_num_threads(1)
+from exprflow.models.training import FlowTrainingPlan
+
+delay = float(sys.argv[1])
+step = FlowTrainingPlan.training_step
+FlowTrainingPlan.training_step = lambda self, batch, i: (time.sleep(delay), step(self, batch, i))[1]
+from exprflow.cli import cli
+cli(args=sys.argv[2:], prog_name="exprflow")
+"""
+
+
+@pytest.mark.slow  # three 2-process runs: ~1 min alone, several on the loaded shared machine
+def test_ddp_run_killed_and_resumed_equals_uninterrupted(tmp_path):
+    import signal
+    import time
+
+    data, script = tmp_path / "train.h5ad", tmp_path / "slow_cli.py"
+    make_counts_adata(n_cells=160, n_genes=30, seed=4).write_h5ad(data)
+    script.write_text(SLOW_CLI)
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "NODE_RANK")}
+    env["OMP_NUM_THREADS"] = "1"
+    args = ["fit", "--data", str(data), "--model", "state", "--max-steps", "24", "--batch-size", "16",
+            "--devices", "2", "--strategy", "ddp", "--backbone-kwargs", '{"hidden": 16, "depth": 1}',
+            "--checkpoint-every", "4", "--seed", "3"]
+
+    def cli(delay, out, *extra, **kw):
+        return subprocess.Popen([sys.executable, str(script), str(delay), *args, "--out", str(out), *extra],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
+                                start_new_session=True, **kw)
+
+    run = tmp_path / "run"
+    proc = cli(0.3, run)
+    ckpt = run / "checkpoints" / "flow.ckpt"
+    start = time.time()
+    while not ckpt.exists():
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        assert time.time() - start < 600
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)  # both ranks, as a scheduler would
+    proc.wait()
+    assert not (run / "model").exists()
+    assert torch.load(ckpt, weights_only=True)["global_step"] < 24
+    for out, extra in ((run, ["--resume"]), (tmp_path / "ref", [])):
+        p = cli(0, out, *extra)
+        assert p.wait(timeout=600) == 0, p.communicate()[1][-3000:]
+    a = torch.load(run / "model" / "weights.pt", weights_only=True)
+    b = torch.load(tmp_path / "ref" / "model" / "weights.pt", weights_only=True)
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -131,14 +131,14 @@ def rng_state(device: torch.device | None = None) -> dict[str, torch.Tensor]:
 
 def set_rng_state(state: dict[str, torch.Tensor], device: torch.device | None = None) -> None:
     """Restore the states returned by :func:`rng_state`."""
-    torch.set_rng_state(state["torch"].to(torch.uint8).cpu())
+    torch.set_rng_state(state["torch"].to(torch.uint8).cpu().clone())  # clone: a view's offset would be ignored
     pos, has_gauss = (int(v) for v in state["numpy_rest"])
     np.random.set_state(("MT19937", state["numpy_keys"].numpy().astype(np.uint32), pos, has_gauss,
                          float(state["numpy_gauss"][0])))
     words = [int(v) for v in state["python"]]
     random.setstate((words[0], tuple(words[1:]), None))
     if "cuda" in state and device is not None and device.type == "cuda":
-        torch.cuda.set_rng_state(state["cuda"].to(torch.uint8).cpu(), device)
+        torch.cuda.set_rng_state(state["cuda"].to(torch.uint8).cpu().clone(), device)
 
 
 def rank_seed(seed: int, rank: int) -> int:
@@ -194,7 +194,8 @@ class StepCheckpoint(L.Callback):
             with warnings.catch_warnings():  # Lightning's own all_gather call is deprecated in torch 2.13
                 warnings.filterwarnings("ignore", message=".*all_gather is deprecated.*")
                 gathered = {k: pl_module.all_gather(v.to(pl_module.device)).cpu() for k, v in local.items()}
-            self._rng_states = [{k: v[r] for k, v in gathered.items()} for r in range(trainer.world_size)]
+            # clone: a row of the gathered tensor is a view, and torch.set_rng_state ignores a view's offset
+            self._rng_states = [{k: v[r].clone() for k, v in gathered.items()} for r in range(trainer.world_size)]
         else:
             self._rng_states = [local]
         trainer.save_checkpoint(self.path, weights_only=False)  # full training state, not only weights
