@@ -244,6 +244,31 @@ def markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
+def figure(result: dict, path: Path) -> None:
+    """Composition spread and error per row (mean ± sd over seeds), one panel per experiment."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = result["runs"]
+    fig, axes = plt.subplots(1, 2 * len(EXPERIMENTS), figsize=(4.2 * 2 * len(EXPERIMENTS), 3.4))
+    for e, exp in enumerate(EXPERIMENTS):
+        for a, (key, label) in enumerate([("spread", "spread (sd of a type's share)"),
+                                          ("tv_mean", "composition TV to held-out")]):
+            ax = axes[2 * e + a]
+            values = np.array([[r["rows"][exp][row][key] for r in runs] for row in ROWS])
+            ax.bar(ROWS, values.mean(1), yerr=values.std(1, ddof=1) if len(runs) > 1 else None,
+                   color=["tab:blue", "tab:orange", "tab:green", "tab:gray"], capsize=3)
+            ax.set_title(f"{exp}: {label}", fontsize=9)
+            ax.tick_params(axis="x", labelsize=8)
+    fig.suptitle(f"kang-small, populations of N = {N} cells, {len(runs)} seeds", fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -252,6 +277,7 @@ def main() -> None:
                         help="print the table of saved result(s) (several: merged, written to --out) and exit")
     parser.add_argument("--steps", type=int, nargs=2, default=[VAE_STEPS, FLOW_STEPS], metavar=("VAE", "FLOW"),
                         help="training steps of the VAE and of every flow (a smoke test: --steps 20 20)")
+    parser.add_argument("--figure", type=Path, help="with --table: also draw the composition figure here")
     parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)  # one seed in this process
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
@@ -263,6 +289,8 @@ def main() -> None:
                   "cpu_s": sum(p.get("cpu_s", 0.0) for p in parts), "merged_from": [str(p) for p in args.table]}
         if len(parts) > 1 and args.out:
             write_text_atomic(json.dumps(result, indent=2), args.out)
+        if args.figure:
+            figure(result, args.figure)
         print(markdown(result))
         return
     if args.worker is not None:
