@@ -170,6 +170,10 @@ def test_models_train_out_of_core_from_a_real_file(model_name, tmp_path, pbmc3k)
     assert len(history) == 3 and np.isfinite([h[1] for h in history]).all()
     out = model.generate(n_cells=20, n_steps=2)
     assert out.shape == (20, 200) and np.allclose(out.X.data, np.round(out.X.data))
+    model.save(str(tmp_path / "model"))
+    loaded = MODELS.get(model_name).load(str(tmp_path / "model"))
+    assert (loaded.generate(n_cells=5, n_steps=2, seed=1).X != model.generate(n_cells=5, n_steps=2, seed=1).X).nnz == 0
+    assert backed.isbacked and backed.shape == (300, 200)  # the user's backed AnnData is left as it was
 
 
 def test_step_indexed_block_loader_covers_each_epoch_and_trains_with_fit_loader(adata_with_empty, h5ad_path):
