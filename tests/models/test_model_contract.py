@@ -14,17 +14,36 @@ import torch
 from exprflow.errors import ExprflowInputError
 from exprflow.models import MODELS
 
+_GENE_SETS = {f"set{k}": [f"gene{j}" for j in range(k, 40, 4)] for k in range(4)}  # the synthetic genes
+
 SMALL = {
     "state": ({"backbone_kwargs": {"hidden": 64, "depth": 2}}, {"max_steps": 150, "batch_size": 64}),
     "latent": (
         {"backbone_kwargs": {"hidden": 64, "depth": 2}, "vae": {"n_hidden": 32, "n_latent": 4}},
         {"max_steps": 150, "batch_size": 64, "flow_steps": 150},
     ),
+    "pathway": (
+        {"backbone_kwargs": {"gene_sets": _GENE_SETS, "min_set_size": 2, "hidden": 16, "depth": 1, "heads": 2,
+                             "time_dim": 16}},
+        {"max_steps": 60, "batch_size": 64},
+    ),
+    "population": (
+        {"backbone_kwargs": {"width": 32, "depth": 1, "n_heads": 2}, "vae": {"n_hidden": 32, "n_latent": 4},
+         "population_size": 8, "replace": True},
+        {"max_steps": 60, "batch_size": 64, "flow_steps": 60},
+    ),
+}
+
+#: models whose contract is not "cells conditioned on a label": they keep their own test files
+OWN_CONTRACT = {
+    "trajectory": "needs a time key; tests/models/test_trajectory_flow.py",
+    "perturbation": "maps control cells to perturbed cells; tests/models/test_perturbation_flow.py",
 }
 
 
-def test_every_model_has_a_small_config():
-    assert sorted(SMALL) == MODELS.names()
+def test_every_model_has_a_small_config_or_its_own_contract():
+    assert sorted([*SMALL, *OWN_CONTRACT]) == MODELS.names()
+    assert not set(SMALL) & set(OWN_CONTRACT)
 
 
 @pytest.fixture(scope="module", params=sorted(SMALL))
