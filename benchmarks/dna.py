@@ -16,7 +16,7 @@ nucleotides, with the nucleotides before the region as context.
   warm-up 50, cosine), the same number of steps; 3 seeds. Each run is a child process with 1 torch
   thread. Learning curve: bits/nt on the first 50,000 held-out nucleotides every ``--eval-every``
   steps; final: the whole held-out region in windows of 1,024 with stride 512 (every scored nucleotide
-  sees 513..1,024 previous ones). Seed 0 also samples 2 x 1,000 nt (temperature 1) for their GC content.
+  sees 513..1,024 previous ones). Seed 0 also samples 2 x 500 nt (temperature 1) for their GC content.
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ def worker(backbone: str, seed: int, steps: int, eval_every: int) -> dict:
            "train_wall_s": train_wall, "train_cpu_s": train_cpu, "eval_wall_s": eval_wall, "eval_cpu_s": eval_cpu,
            "torch_threads": torch.get_num_threads()}
     if seed == 0:
-        samples = lm.sample(2, 1000, temperature=1.0, seed=0)
+        samples = lm.sample(2, 500, temperature=1.0, seed=0)
         out["sample_gc"] = [float(np.mean([ch in "GC" for ch in s])) for s in samples]
         out["sample_head"] = samples[0][:120]
     return out
@@ -131,9 +131,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--backbones", nargs="+", default=["hyena", "transformer"])
-    parser.add_argument("--steps", type=int, default=400)
-    parser.add_argument("--eval-every", type=int, default=100)
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--eval-every", type=int, default=75)
     parser.add_argument("--table-only", action="store_true")
+    parser.add_argument("--merge", type=Path, nargs="+", default=[],
+                        help="add the LM runs of these result files (e.g. seeds run in parallel) to --out")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     from exprflow.io import write_text_atomic
@@ -149,6 +151,12 @@ def main() -> None:
                                                                prefix=split.prefix(genome.tokens))
         write_text_atomic(json.dumps(result, indent=2), args.out)
     done = {(r["backbone"], r["seed"]) for r in result["runs"]}
+    for other in args.merge:
+        extra = [r for r in json.loads(other.read_text())["runs"] if (r["backbone"], r["seed"]) not in done]
+        result["runs"] = sorted(result["runs"] + extra, key=lambda r: (r["seed"], r["backbone"]))
+        done |= {(r["backbone"], r["seed"]) for r in extra}
+    if args.merge:
+        write_text_atomic(json.dumps(result, indent=2), args.out)
     for seed in [] if args.table_only else args.seeds:
         for bb in args.backbones:
             if (bb, seed) in done:

@@ -9,7 +9,8 @@ Usage::
 Each (backbone, context) runs in its own child process with 1 torch thread: the whole language model
 of ``benchmarks/dna.py`` (Hyena width 64 depth 2; Transformer at the matched width, see
 :func:`dna.matched_width`), batch 1, one training step = forward + backward of the next-nucleotide loss
-on random tokens. Reported: median wall and CPU seconds (warm-up, then 3 repeats up to 4k, 1 above)
+on random tokens. Reported: median wall and CPU seconds (CPU seconds are the figure's measure: the machine is shared,
+so wall time includes waiting for a core) (warm-up, then 3 repeats up to 4k, 1 above)
 and the step's memory (peak RSS minus RSS before it). A context whose step is projected (log-log
 extrapolation of the last two lengths) to take more than ``--max-seconds`` CPU seconds is skipped and reported.
 Slopes are least-squares fits of log(seconds) on log(context) over the measured lengths >= 2k
@@ -77,8 +78,8 @@ def slope(rows: list[dict], key: str, min_context: int = 2048) -> float | None:
 
 def table(results: list[dict]) -> str:
     contexts = sorted({r["context"] for r in results})
-    lines = ["| backbone (params) | " + " | ".join(f"{c // 1024}k" for c in contexts) + " | slope time | slope memory |",
-             "|---" * (len(contexts) + 3) + "|"]
+    lines = ["| backbone (params) | " + " | ".join(f"{c // 1024}k" for c in contexts)
+             + " | slope CPU-s | slope wall s | slope memory |", "|---" * (len(contexts) + 4) + "|"]
     for bb in BACKBONES:
         rows = [r for r in results if r["backbone"] == bb]
         if not rows:
@@ -90,9 +91,9 @@ def table(results: list[dict]) -> str:
             cells.append("" if r is None else f"skipped ({r['skipped']})" if "skipped" in r else
                          f"{r['wall_s']:.3f} s ({r['cpu_s']:.2f} CPU-s) / {r['step_mb']:.0f} MB")
         params = next((r["parameters"] for r in rows if "parameters" in r), "?")
-        s_t, s_m = slope(rows, "wall_s"), slope(rows, "step_mb")
-        lines.append(f"| {bb} ({params:,}) | " + " | ".join(cells) + f" | {s_t:.2f} | {s_m:.2f} |"
-                     if s_t is not None and s_m is not None else f"| {bb} ({params}) | " + " | ".join(cells) + " | | |")
+        slopes = [slope(rows, key) for key in ("cpu_s", "wall_s", "step_mb")]
+        lines.append(f"| {bb} ({params:,}) | " + " | ".join(cells) + " | "
+                     + " | ".join("" if v is None else f"{v:.2f}" for v in slopes) + " |")
     return "\n".join(lines)
 
 
@@ -108,10 +109,10 @@ def plot(results: list[dict], path: Path) -> None:
         if not rows:
             continue
         n = [r["context"] for r in rows]
-        for ax, key in zip(axes, ["wall_s", "step_mb"]):
+        for ax, key in zip(axes, ["cpu_s", "step_mb"]):
             s = slope(rows, key)
             ax.plot(n, [r[key] for r in rows], "o-", label=f"{bb} (slope {s:.2f})" if s is not None else bb)
-    for ax, label in zip(axes, ["seconds per training step (forward+backward)", "step memory, MB (peak RSS increase)"]):
+    for ax, label in zip(axes, ["CPU seconds per training step (forward+backward)", "step memory, MB (peak RSS increase)"]):
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_xlabel("context (nucleotides)")
