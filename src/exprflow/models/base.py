@@ -30,7 +30,7 @@ from exprflow.data import prepare_counts, read_adata
 from exprflow.errors import ExprflowInputError
 from exprflow.flows import RectifiedFlow, guided_velocity
 from exprflow.models.output import generated_adata, resolve_conditions
-from exprflow.models.persistence import load_model_dir, save_model_dir
+from exprflow.models.persistence import save_model_dir
 from exprflow.models.setup import AnnDataSetup, recall_setup, remember_setup
 from exprflow.sampling import integrate
 
@@ -240,13 +240,9 @@ class FlowModel:
     @classmethod
     def load(cls, dir_path: str, adata: AnnData | None = None):
         """Load a saved model; with ``adata``, check that its genes match the model's."""
-        from exprflow.models.restore import check_genes
+        from exprflow.models.restore import read_saved
 
-        saved, tensors = load_model_dir(dir_path)
-        if saved.get("model") != cls.__name__:
-            raise ExprflowInputError(f"{dir_path} holds a {saved.get('model')!r} model, not a {cls.__name__}.")
-        if adata is not None:
-            check_genes(saved["var_names"], adata)
+        saved, tensors = read_saved(cls, dir_path, adata)
         self = cls.__new__(cls)
         self.config = config_from_dict(cls.config_cls, saved["config"])
         self.setup = AnnDataSetup(**saved["setup"])

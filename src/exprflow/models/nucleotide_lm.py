@@ -39,7 +39,7 @@ from exprflow.errors import ExprflowInputError
 from exprflow.models.base import config_from_dict
 from exprflow.models.fit import fit_loader
 from exprflow.models.nucleotide_training import LOG2, NucleotideLMPlan, WindowDataset
-from exprflow.models.persistence import load_model_dir, save_model_dir
+from exprflow.models.persistence import save_model_dir
 from exprflow.models.restore import load_backbone_weights
 from exprflow.models.training import OptimConfig
 from exprflow.representations.dna import N_TOKEN, NucleotideTokenizer
@@ -216,9 +216,9 @@ class NucleotideLM:
     @classmethod
     def load(cls, dir_path: str) -> "NucleotideLM":
         """Load a model saved by :meth:`save`."""
-        saved, tensors = load_model_dir(dir_path)
-        if saved.get("model") != cls.__name__:
-            raise ExprflowInputError(f"{dir_path} holds a {saved.get('model')!r} model, not a {cls.__name__}.")
+        from exprflow.models.restore import read_saved
+
+        saved, tensors = read_saved(cls, dir_path)
         self = cls(config_from_dict(NucleotideLMConfig, saved["config"]))
         load_backbone_weights(self.net, tensors, "net")
         self.net.eval()

@@ -39,3 +39,19 @@ def load_backbone_weights(module, tensors: dict, name: str) -> None:
             f"the saved weights do not fit the configured {name} (missing {missing[:3]}, unexpected "
             f"{unexpected[:3]}); the directory is corrupted or was written by another version."
         )
+
+
+def read_saved(cls: type, dir_path, adata: AnnData | None = None) -> tuple[dict, dict]:
+    """Read a model directory saved by a ``cls`` model: ``(config, tensors)``.
+
+    Clear errors when the directory holds another kind of model, or (with ``adata``) when the AnnData's
+    genes are not the model's.
+    """
+    from exprflow.models.persistence import load_model_dir
+
+    saved, tensors = load_model_dir(dir_path)
+    if saved.get("model") != cls.__name__:
+        raise ExprflowInputError(f"{dir_path} holds a {saved.get('model')!r} model, not a {cls.__name__}.")
+    if adata is not None:
+        check_genes(saved["var_names"], adata)
+    return saved, tensors

@@ -44,7 +44,7 @@ from exprflow.flows.trajectories import chain_sequences
 from exprflow.models.base import config_from_dict
 from exprflow.models.fit import fit_loader
 from exprflow.models.latent_flow import default_vae_steps
-from exprflow.models.persistence import load_model_dir, save_model_dir
+from exprflow.models.persistence import save_model_dir
 from exprflow.models.restore import load_backbone_weights
 from exprflow.models.setup import recall_setup, remember_setup
 from exprflow.models.trajectory_encoders import ENCODERS
@@ -344,13 +344,9 @@ class TrajectoryFlow:
     @classmethod
     def load(cls, dir_path: str, adata: AnnData | None = None) -> TrajectoryFlow:
         """Load a saved model; with ``adata``, check that its genes match the model's."""
-        from exprflow.models.restore import check_genes
+        from exprflow.models.restore import read_saved
 
-        saved, tensors = load_model_dir(dir_path)
-        if saved.get("model") != cls.__name__:
-            raise ExprflowInputError(f"{dir_path} holds a {saved.get('model')!r} model, not a {cls.__name__}.")
-        if adata is not None:
-            check_genes(saved["var_names"], adata)
+        saved, tensors = read_saved(cls, dir_path, adata)
         self = cls.__new__(cls)
         self.config = config_from_dict(cls.config_cls, saved["config"])
         self.setup = TimeCourseSetup(**saved["setup"])
