@@ -194,9 +194,12 @@ def demo(out, model_name, backbone, backbone_kwargs, likelihood, flow_steps, max
                    "0: only at the end of each training phase).")
 @click.option("--resume", is_flag=True, help="Continue the interrupted run in --out from its last checkpoint "
                                              "(give the same options as when it started).")
+@click.option("--backed", is_flag=True,
+              help="Keep the count matrix on disk and read it in shuffled blocks (atlases larger than memory; "
+                   "docs/out_of_core.md).")
 @_model_options
 def fit(data_path, layer, condition_key, time_key, control_group, model_kwargs, out, accelerator, devices, num_nodes,
-        strategy, checkpoint_every, resume, model_name, backbone, backbone_kwargs, likelihood, flow_steps, max_epochs,
+        strategy, checkpoint_every, resume, backed, model_name, backbone, backbone_kwargs, likelihood, flow_steps, max_epochs,
         max_steps, batch_size, seed, overwrite) -> None:
     """Train a model on all cells of --data and save it to OUT/model (with OUT/loss.png).
 
@@ -217,13 +220,13 @@ def fit(data_path, layer, condition_key, time_key, control_group, model_kwargs, 
     devices = int(devices) if devices.lstrip("-").isdigit() else devices
     options = {"data": str(data_path.resolve()), "layer": layer, "condition_key": condition_key, "model": model_name,
                "model_kwargs": kwargs, "train": dict(train), "accelerator": accelerator, "devices": devices,
-               "num_nodes": num_nodes, "strategy": strategy, "checkpoint_every": checkpoint_every}
+               "num_nodes": num_nodes, "strategy": strategy, "checkpoint_every": checkpoint_every, "backed": backed}
     checkpoint_dir = check_run_dir(out, options, overwrite=overwrite, resume=resume)
     model_cls = MODELS.get(model_name)
     train.update(_run_kwargs(model_cls, model_name, accelerator=accelerator, devices=devices, num_nodes=num_nodes,
                              strategy=strategy, checkpoint_dir=str(checkpoint_dir), checkpoint_every=checkpoint_every,
                              resume=resume))
-    adata = read_adata(data_path)
+    adata = read_adata(data_path, backed="r" if backed else None)
     torch.manual_seed(seed)
     model = model_cls(adata, layer=layer, condition_key=condition_key, **kwargs)
     start_run_dir(out, options, resume=resume)

@@ -172,3 +172,22 @@ def test_discovered_commands_are_registered():
 
     for command in discover_commands():
         assert cli.get_command(None, command.name) is command
+
+
+def test_fit_backed_reads_blocks_from_disk(files, monkeypatch):
+    """--backed keeps X on disk: training batches come from the block-shuffled on-disk loader."""
+    import exprflow.data.block_shuffle as block_shuffle
+
+    calls = []
+    original = block_shuffle.block_step_loader
+
+    def recording(rows, *args, **kwargs):
+        calls.append(type(rows).__name__)
+        return original(rows, *args, **kwargs)
+
+    monkeypatch.setattr(block_shuffle, "block_step_loader", recording)
+    r = run("fit", "--data", files / "train.h5ad", "--condition-key", "cell_type", "--model", "state", "--backed",
+            "--max-steps", 6, "--batch-size", 32, "--out", files / "backed_run")
+    assert r.exit_code == 0, r.output
+    assert calls == ["BackedRows"]
+    assert json.loads((files / "backed_run" / "model" / "config.json").read_text())["model"] == "StateFlow"

@@ -135,11 +135,18 @@ def fit_plan(
 ) -> L.Trainer:
     """Fit ``plan`` on the rows of ``X`` (densified per batch) for ``max_epochs`` or ``max_steps``.
 
+    ``X`` is a CSR matrix, or rows that stay on disk (a ``BackedRows`` of an AnnData opened with
+    ``backed="r"``), which are read in shuffled contiguous blocks (:mod:`exprflow.data.block_shuffle`).
+
     ``batch_size`` rows per process and step. ``trainer_options``: ``num_nodes``, ``strategy``,
     ``checkpoint_path``, ``checkpoint_every``, ``resume``, ``callbacks`` of :func:`fit_loader`.
     """
     L.seed_everything(seed, workers=True, verbose=False)
-    dataset = CellDataset(X, conditions)
-    loader = step_loader(dataset, min(batch_size, X.shape[0]), seed=seed, drop_last=True, collate_fn=dataset.collate)
+    batch_size = min(batch_size, X.shape[0])
+    if hasattr(X, "step_loader"):  # rows on disk (exprflow.data.backed.BackedRows): block-shuffled reads
+        loader = X.step_loader(conditions, batch_size, seed=seed)
+    else:
+        dataset = CellDataset(X, conditions)
+        loader = step_loader(dataset, batch_size, seed=seed, drop_last=True, collate_fn=dataset.collate)
     return fit_loader(plan, loader, max_epochs=max_epochs, max_steps=max_steps, accelerator=accelerator,
                       devices=devices, seed=seed, progress_bar=progress_bar, log_dir=log_dir, **trainer_options)
