@@ -60,9 +60,9 @@ def _model_options(f):
     f = click.option("--max-steps", type=int, default=None, help="Training steps (overrides the default budget).")(f)
     f = click.option("--batch-size", type=int, default=None, help="Training batch size (default: the model's).")(f)
     f = click.option("--flow-steps", type=int, default=None,
-                     help="Training steps of the latent flow (--model latent only; default 4000).")(f)
+                     help="Training steps of the flow phase of two-phase models (latent, perturbation, population).")(f)
     f = click.option("--likelihood", default=None, type=click.Choice(LIKELIHOODS.names()),
-                     help="Count likelihood of the VAE decoder (--model latent only; default nb).")(f)
+                     help="Count likelihood of the VAE decoder (latent, perturbation, population; default nb).")(f)
     f = click.option("--seed", type=int, default=0, show_default=True)(f)
     f = click.option("--overwrite", is_flag=True, help="Replace an existing output directory.")(f)
     return f
@@ -112,8 +112,9 @@ def _model_kwargs(model_name: str, backbone: str | None, likelihood: str | None,
     if parsed is not None:
         kwargs["backbone_kwargs"] = parsed
     if likelihood is not None:
-        if model_name != "latent":
-            raise ExprflowInputError(f"--likelihood applies to --model latent only (got --model {model_name}).")
+        if not hasattr(MODELS.get(model_name).config_cls(), "vae"):
+            raise ExprflowInputError(f"--likelihood applies to models with a count VAE (latent, perturbation, "
+                                     f"population), not --model {model_name}.")
         kwargs["vae"] = {"likelihood": likelihood}
     return kwargs
 
@@ -123,8 +124,13 @@ def _train_kwargs(model_name, max_epochs, max_steps, batch_size, flow_steps, see
     if batch_size is not None:
         kwargs["batch_size"] = batch_size
     if flow_steps is not None:
-        if model_name != "latent":
-            raise ExprflowInputError(f"--flow-steps applies to --model latent only (got --model {model_name}).")
+        import inspect
+
+        from exprflow.models import MODELS
+
+        if "flow_steps" not in inspect.signature(MODELS.get(model_name).train).parameters:
+            raise ExprflowInputError(f"--flow-steps applies to models trained in two phases (VAE, then flow: "
+                                     f"latent, perturbation, population), not --model {model_name}.")
         kwargs["flow_steps"] = flow_steps
     return kwargs
 
@@ -214,7 +220,10 @@ def fit(data_path, layer, condition_key, time_key, control_group, model_kwargs, 
     from exprflow.plotting import plot_loss_curve
 
     kwargs = _model_kwargs(model_name, backbone, likelihood, backbone_kwargs)
-    kwargs.update(_json_object("--model-kwargs", model_kwargs))
+    extra = _json_object("--model-kwargs", model_kwargs)
+    if isinstance(extra.get("vae"), dict) and "vae" in kwargs:  # --likelihood and --model-kwargs' vae options
+        extra["vae"] = {**kwargs["vae"], **extra["vae"]}
+    kwargs.update(extra)
     kwargs.update({k: v for k, v in (("time_key", time_key), ("control_group", control_group)) if v is not None})
     train = _train_kwargs(model_name, max_epochs, max_steps, batch_size, flow_steps, seed)
     devices = int(devices) if devices.lstrip("-").isdigit() else devices

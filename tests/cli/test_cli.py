@@ -82,9 +82,11 @@ def test_existing_output_needs_overwrite(files):
         (["fit", "--data", "{d}/missing.h5ad", "--out", "{d}/x4"], "does not exist"),
         (["generate", "{d}", "--n-cells", "5", "--out", "{d}/g.h5ad"], "no exprflow model"),
         (["fit", "--data", "{d}/train.h5ad", "--model", "state", "--likelihood", "nb", "--out", "{d}/x5"],
-         "--model latent only"),
+         "not --model state"),
         (["fit", "--data", "{d}/train.h5ad", "--model", "state", "--flow-steps", "9", "--out", "{d}/x6"],
-         "--model latent only"),
+         "not --model state"),
+        (["fit", "--data", "{d}/train.h5ad", "--model", "pathway", "--flow-steps", "9", "--out", "{d}/x6b"],
+         "not --model pathway"),
         (["fit", "--data", "{d}/float.h5ad", "--model", "latent", "--out", "{d}/x7"], "layers['counts']"),
     ],
 )
@@ -191,3 +193,17 @@ def test_fit_backed_reads_blocks_from_disk(files, monkeypatch):
     assert r.exit_code == 0, r.output
     assert calls == ["BackedRows"]
     assert json.loads((files / "backed_run" / "model" / "config.json").read_text())["model"] == "StateFlow"
+
+
+def test_flow_steps_and_likelihood_reach_every_two_phase_model(files):
+    """--flow-steps and --likelihood work for the population model too, merged with --model-kwargs' vae."""
+    from exprflow.models import PopulationFlow
+
+    r = run("fit", "--data", files / "train.h5ad", "--condition-key", "cell_type", "--model", "population",
+            "--likelihood", "zinb", "--flow-steps", 4, "--max-steps", 3, "--batch-size", 32,
+            "--model-kwargs", '{"population_size": 8, "vae": {"n_hidden": 16, "n_latent": 3}}',
+            "--backbone-kwargs", '{"width": 16, "depth": 1, "n_heads": 2}', "--out", files / "pop_run")
+    assert r.exit_code == 0, r.output
+    model = PopulationFlow.load(files / "pop_run" / "model")
+    assert model.config.vae.likelihood == "zinb" and model.config.vae.n_latent == 3
+    assert len(model.history["flow"]) == 4
