@@ -109,3 +109,14 @@ def _cell(get, runs: list[dict]) -> str:
     if values and all(isinstance(v, int) and v == values[0] for v in values):
         return f"{values[0]:,}"  # a constant count (e.g. parameters): no mean ± sd
     return mean_sd(values)
+
+
+def save_figure(fig, path: Path, title: str, fontsize: int | None = None) -> None:
+    """Give ``fig`` its title, lay it out and write it to ``path`` (folders created), then close it."""
+    import matplotlib.pyplot as plt
+
+    fig.suptitle(title, **({} if fontsize is None else {"fontsize": fontsize}))
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

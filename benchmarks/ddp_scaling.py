@@ -35,7 +35,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench_common import DATASETS, cpu_seconds, mean_sd
+from bench_common import DATASETS, cpu_seconds, mean_sd, save_figure
 
 HERE = Path(__file__).resolve().parent
 ROWS = ["1x128", "2x128", "2x64"]
@@ -183,11 +183,7 @@ def figure(result: dict, path: Path) -> None:
                 ax.plot([i] * len(values), values, "k.", ms=5)
         ax.set_xticks(range(len(ROWS)), [f"{r.split('x')[0]} proc x {r.split('x')[1]}" for r in ROWS])
         ax.set_title(label, fontsize=9)
-    fig.suptitle("DDP on CPU processes (gloo), StateFlow on PBMC3k, shared 2-core machine", fontsize=9)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, "DDP on CPU processes (gloo), StateFlow on PBMC3k, shared 2-core machine", fontsize=9)
 
 
 def main() -> None:

@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from bench_common import cpu_seconds, status_mb
+from bench_common import cpu_seconds, save_figure, status_mb
 
 CONTEXTS = [1024, 2048, 4096, 8192, 16384, 32768]
 BACKBONES = ["hyena", "transformer"]
@@ -119,10 +119,7 @@ def plot(results: list[dict], path: Path) -> None:
         ax.set_ylabel(label)
         ax.grid(alpha=0.3, which="both")
         ax.legend()
-    fig.suptitle("Nucleotide LM training step vs context, batch 1, 1 torch thread (slopes fitted from 2k)")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, "Nucleotide LM training step vs context, batch 1, 1 torch thread (slopes fitted from 2k)")
 
 
 def main() -> None:

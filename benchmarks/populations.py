@@ -52,7 +52,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench_common import SHARED, cpu_seconds, mean_sd
+from bench_common import SHARED, cpu_seconds, mean_sd, save_figure
 
 DATA = SHARED / "kang2018_ifnb_small_labeled.h5ad"
 GROUP, TYPE = "sample_id", "cell_type"
@@ -262,11 +262,7 @@ def figure(result: dict, path: Path) -> None:
                    color=["tab:blue", "tab:orange", "tab:green", "tab:gray"], capsize=3)
             ax.set_title(f"{exp}: {label}", fontsize=9)
             ax.tick_params(axis="x", labelsize=8)
-    fig.suptitle(f"kang-small, populations of N = {N} cells, {len(runs)} seeds", fontsize=10)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, f"kang-small, populations of N = {N} cells, {len(runs)} seeds", fontsize=10)
 
 
 def main() -> None:

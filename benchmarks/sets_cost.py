@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench_common import SHARED, status_mb
+from bench_common import SHARED, save_figure, status_mb
 
 DATASETS = {"worm_neuron_cao2017": SHARED / "worm_neuron_cao2017.h5ad",
             "mouse_bladder_han2018": SHARED / "mouse_bladder_han2018.h5ad"}
@@ -230,10 +230,7 @@ def plot(result: dict, path: Path) -> None:
                title=f"{dataset} ({rows[0]['genes']:,} genes)" if rows else dataset)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
-    fig.suptitle(f"Cell-embedding cost, batch {result['batch_size']}, width {result['hidden']}, 1 torch thread")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, f"Cell-embedding cost, batch {result['batch_size']}, width {result['hidden']}, 1 torch thread")
 
 
 def main() -> None:

@@ -26,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench_common import status_mb
+from bench_common import save_figure, status_mb
 
 MIXERS = {
     "s4d": ("s4d", {"state_dim": 64}),
@@ -165,10 +165,7 @@ def plot(results: list[dict], path: Path) -> None:
         ax.grid(alpha=0.3, which="both")
     axes[0].legend()
     threads = next((r["torch_threads"] for r in results if "torch_threads" in r), "?")
-    fig.suptitle(f"One sequence-mixing layer, forward+backward, batch 32, width 128, {threads} torch thread(s)")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, f"One sequence-mixing layer, forward+backward, batch 32, width 128, {threads} torch thread(s)")
 
 
 if __name__ == "__main__":
