@@ -1,10 +1,17 @@
 """Perturbation-response benchmark (issue 6): PerturbationFlow vs identity, mean shift, latent arithmetic.
 
-Usage::
+Usage (the commands behind benchmarks/sections/perturbation.md; each ``small`` run can be split by
+``--seeds`` / ``--types`` / ``--rows`` into several result files, merged by ``table``)::
 
-    nice -n 10 python benchmarks/perturbation.py small --seeds 0 1 2 --out benchmarks/results/perturbation_kang_small.json
-    nice -n 10 python benchmarks/perturbation.py full --seeds 0 --out benchmarks/results/perturbation_kang_full.json
-    python benchmarks/perturbation.py table benchmarks/results/perturbation_kang_small*.json   # merged
+    nice -n 10 python benchmarks/perturbation.py small --seeds 0 --jobs 2 --out benchmarks/results/perturbation_kang_small.json
+    nice -n 10 python benchmarks/perturbation.py small --seeds 1 --jobs 2 --rows identity mean_shift latent_arithmetic \\
+        cond_flow pflow_mlp --out benchmarks/results/perturbation_kang_small_seed1.json          # same for seed 2
+    nice -n 10 python benchmarks/perturbation.py small --seeds 1 --jobs 2 --rows pflow_s4d pflow_transformer \\
+        --out benchmarks/results/perturbation_kang_small_seq_seed1.json                          # same for seed 2
+    nice -n 10 python benchmarks/perturbation.py full --seeds 0 --cells 4000 --out benchmarks/results/perturbation_kang_full.json
+    python benchmarks/perturbation.py table benchmarks/results/perturbation_kang_small*.json \\
+        --figure benchmarks/figures/perturbation_kang_small.png
+    python benchmarks/perturbation.py table benchmarks/results/perturbation_kang_full.json
 
 ``small`` (kang2018_ifnb_small_labeled, 1,556 cells x 1,267 genes): each of the 5 cell types is held out in
 turn; training sees that type's CONTROL cells only plus both arms of the other types; every row predicts
@@ -207,14 +214,18 @@ def table(result: dict) -> str:
             vals.append(float(np.mean(v)) if v else None)
         return mean_sd(vals)
 
+    def n_seeds(row):
+        return len({r["seed"] for r in runs if row in r["metrics"]})
+
     lines = [f"{result['name']}: seeds {seeds}, torch threads 1, {len(runs)} runs", "",
-             "| row | " + " | ".join(METRICS) + " |", "|---|" + "---|" * len(METRICS)]
-    lines += [f"| {row} | " + " | ".join(per_seed(row, m) for m in METRICS) + " |" for row in rows]
+             "| row | seeds | " + " | ".join(METRICS) + " |", "|---|---|" + "---|" * len(METRICS)]
+    lines += [f"| {row} | {n_seeds(row)} | " + " | ".join(per_seed(row, m) for m in METRICS) + " |" for row in rows]
     if result["name"] == "kang_small":
         lines += ["", "R^2 (top-100 DE) per held-out cell type, mean ± sd over seeds:", "",
                   "| row | " + " | ".join(TYPES) + " |", "|---|" + "---|" * len(TYPES)]
         for row in rows:
-            cells = [mean_sd(r["metrics"][row]["r2_mean_top100"] for r in runs if r["cell_type"] == t) for t in TYPES]
+            cells = [mean_sd(r["metrics"][row]["r2_mean_top100"] for r in runs
+                             if r["cell_type"] == t and row in r["metrics"]) for t in TYPES]
             lines.append(f"| {row} | " + " | ".join(cells) + " |")
     else:
         types = sorted({t for r in runs for t in r["per_type"]})
@@ -223,12 +234,42 @@ def table(result: dict) -> str:
         for row in rows:
             cells = [mean_sd(r["per_type"][t][row]["r2_mean_top100"] for r in runs if t in r["per_type"]) for t in types]
             lines.append(f"| {row} | " + " | ".join(cells) + " |")
-    cost_rows = sorted({k for r in runs for k in r["cost"]})
-    lines += ["", "training cost per child (mean over runs): " + ", ".join(
-        f"{k} {np.mean([r['cost'][k].get('cpu_s', r['cost'][k].get('wall_s', 0)) for r in runs if k in r['cost']]):.1f} s"
-        for k in cost_rows), f"child CPU seconds in all: {sum(r['child_cpu_s'] for r in runs):.0f}; wall: "
-        f"{sum(r['child_wall_s'] for r in runs):.0f}"]
+    timed = sorted({k for r in runs for k, v in r["cost"].items() if "cpu_s" in v})
+    params = {k: v["n_params"] for r in runs for k, v in r["cost"].items() if "n_params" in v}
+    lines += ["", "training CPU seconds per child, mean over runs (vae+pflow_mlp: the VAE and the MLP flow; the other "
+              "flows reuse that VAE): " + ", ".join(
+                  f"{k} {np.mean([r['cost'][k]['cpu_s'] for r in runs if k in r['cost']]):.1f}" for k in timed),
+              "flow network parameters: " + ", ".join(f"{k} {v:,}" for k, v in sorted(params.items())),
+              f"child processes in all: {sum(r['child_cpu_s'] for r in runs):.0f} CPU s, "
+              f"{sum(r['child_wall_s'] for r in runs):.0f} wall s (2 cores shared with other work)"]
     return "\n".join(lines)
+
+
+def figure(result: dict, path: Path) -> None:
+    """Bars: R^2 (top-100 DE) per held-out cell type and row, mean over seeds with the sd as error bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = result["runs"]
+    rows = [r for r in SMALL_ROWS if any(r in run["metrics"] for run in runs)]
+    fig, ax = plt.subplots(figsize=(10, 3.8))
+    width = 0.8 / len(rows)
+    for i, row in enumerate(rows):
+        vals = [[r["metrics"][row]["r2_mean_top100"] for r in runs if r["cell_type"] == t and row in r["metrics"]]
+                for t in TYPES]
+        ax.bar(np.arange(len(TYPES)) + i * width, [np.mean(v) for v in vals], width,
+               yerr=[np.std(v, ddof=1) if len(v) > 1 else 0 for v in vals], label=row)
+    ax.axhline(0.9, color="k", lw=0.8, ls="--")
+    ax.set_xticks(np.arange(len(TYPES)) + 0.4 - width / 2, TYPES)
+    ax.set_ylabel("R^2 of means, top-100 DE")
+    ax.set_ylim(0.2, 1.0)
+    ax.set_title("kang2018_ifnb_small_labeled, held-out cell type (mean ± sd over 3 seeds)")
+    ax.legend(fontsize=7, ncol=4, loc="lower right")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=130)
 
 
 def main() -> None:
@@ -240,14 +281,18 @@ def main() -> None:
     parser.add_argument("--vae-steps", type=int, default=600)
     parser.add_argument("--flow-steps", type=int, default=400)
     parser.add_argument("--cells", type=int, default=4000, help="full: cells subsampled from kang2018_ifnb")
+    parser.add_argument("--types", nargs="+", default=TYPES, help="small: held-out cell types to run")
     parser.add_argument("--jobs", type=int, default=1, help="child processes at a time (1 torch thread each)")
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--figure", type=Path, help="table mode (small): bar chart of R^2 top-100 DE per type")
     a = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
     if a.mode == "table":  # args: result files of one benchmark (e.g. one per seed), merged
         results = [json.loads(Path(f).read_text()) for f in a.args]
         results[0]["runs"] = [r for res in results for r in res["runs"]]
         print(table(results[0]))
+        if a.figure is not None:
+            figure(results[0], a.figure)
         return
     if a.mode == "worker":  # args: JSON spec
         import torch
@@ -266,7 +311,7 @@ def main() -> None:
     rows = a.rows or (SMALL_ROWS if a.mode == "small" else FULL_ROWS)
     budget = {"vae_steps": a.vae_steps, "flow_steps": a.flow_steps, "rows": rows}
     if a.mode == "small":
-        jobs = [[json.dumps({"mode": "small", "cell_type": t, "seed": s, **budget})] for s in a.seeds for t in TYPES]
+        jobs = [[json.dumps({"mode": "small", "cell_type": t, "seed": s, **budget})] for s in a.seeds for t in a.types]
     else:
         jobs = [[json.dumps({"mode": "full", "seed": s, "cells": a.cells, **budget})] for s in a.seeds]
     result = {"name": f"kang_{a.mode}", "budget": budget, "torch_threads": 1}
