@@ -1,6 +1,6 @@
 """Perturbation-response benchmark (issue 6): PerturbationFlow vs identity, mean shift, latent arithmetic.
 
-Usage (the commands behind benchmarks/sections/perturbation.md; each ``small`` run can be split by
+Usage (the commands behind the perturbation section of BENCHMARKS.md; each ``small`` run can be split by
 ``--seeds`` / ``--types`` / ``--rows`` into several result files, merged by ``table``)::
 
     nice -n 10 python benchmarks/perturbation.py small --seeds 0 --jobs 2 --out benchmarks/results/perturbation_kang_small.json
