@@ -7,22 +7,12 @@ from pathlib import Path
 import anndata as ad
 import pytest
 import torch
+from shared_data import shared_path
 from synthetic import make_counts_adata
 
 # One thread per test process: on a loaded 2-core machine two threads wait on each other and small
 # models train several times slower.
 torch.set_num_threads(1)
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
-
-
-def shared_path(name: str) -> Path:
-    """Path of a real dataset in ../shared/data; skips the test if the folder is absent."""
-    path = SHARED_DATA / name
-    if not path.exists():
-        pytest.skip(f"real dataset {path} not present")
-    return path
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
-from timecourse_helpers import shared_path
+from shared_data import shared_path
 from synthetic import make_counts_adata
 
 from exprflow.data.timecourse import prepare_timecourse, quantile_bins, time_values

@@ -7,7 +7,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 from click.testing import CliRunner
-from conftest import shared_path
+from shared_data import shared_path
 from synthetic import make_counts_adata
 
 from exprflow.backbones.sequence import MIXERS

@@ -6,7 +6,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 from click.testing import CliRunner
-from conftest import shared_path
+from shared_data import shared_path
 
 from exprflow.backbones import BACKBONES
 from exprflow.errors import ExprflowInputError

@@ -6,7 +6,7 @@ import anndata as ad
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from timecourse_helpers import shared_path
+from shared_data import shared_path
 
 from exprflow.cli import cli
 from exprflow.errors import ExprflowInputError

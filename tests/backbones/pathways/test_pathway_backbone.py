@@ -4,7 +4,7 @@ equivariance, the "no set" token, panels that drop genes, and loading before set
 import numpy as np
 import pytest
 import torch
-from conftest import perturb_parameters
+from backbone_helpers import perturb_parameters
 
 from exprflow.backbones import BACKBONES
 from exprflow.backbones.pathways import PathwayBackbone

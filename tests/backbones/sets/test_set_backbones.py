@@ -6,7 +6,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from conftest import build_backbone, perturb_parameters
+from backbone_helpers import build_backbone, perturb_parameters
 from exprflow.backbones.base import GeneContext
 from exprflow.backbones.sets import DeepSetsBackbone
 from exprflow.representations import StateVector
