@@ -120,3 +120,24 @@ def save_figure(fig, path: Path, title: str, fontsize: int | None = None) -> Non
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def grid_main(script: str, args, run_one, markdown, result: dict, extra: list[str]) -> None:
+    """The three modes of a grid benchmark (``--table FILES``, ``--worker row,seed``, the grid itself).
+
+    ``--table``: merge the runs (and seeds) of saved results and print the markdown table; ``--worker``:
+    run one ``(row, seed)`` with ``run_one(args, row, seed)`` and print its JSON to the parent; else run
+    ``args.rows`` x ``args.seeds`` in worker processes (:func:`run_grid`) and log the table.
+    """
+    if args.table:
+        results = [json.loads(p.read_text()) for p in args.table]
+        seeds = sorted({s for res in results for s in res.get("seeds", [])})
+        merged = {**results[0], "seeds": seeds, "runs": [r for res in results for r in res["runs"]]}
+        print(markdown(merged))  # noqa: T201 (a script's output)
+        return
+    if args.worker:
+        row, seed = args.worker.rsplit(",", 1)
+        print(json.dumps(run_one(args, row, int(seed))))  # noqa: T201 (to the parent)
+        return
+    result = run_grid(script, args.dataset, args.rows, args.seeds, args.out, result, extra)
+    logging.warning("\n%s", markdown(result))

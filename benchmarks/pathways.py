@@ -32,7 +32,7 @@ import resource
 import tempfile
 from pathlib import Path
 
-from bench_common import DATASETS, SHARED, cpu_seconds, grid_table, run_grid
+from bench_common import DATASETS, SHARED, cpu_seconds, grid_main, grid_table
 from sets import probes
 
 GMT = {"hallmark": SHARED / "genesets" / "h.all.v7.5.1.symbols.gmt",
@@ -92,8 +92,6 @@ def run_one(args, row: str, seed: int) -> dict:
 def set_scores(args) -> dict:
     """Probe of cell type from per-set mean expression: real sets vs degree-matched random sets."""
     import time
-
-    import numpy as np
 
     from exprflow.data import read_adata
     from exprflow.experiment import split_adata
@@ -171,21 +169,10 @@ def main() -> None:
             write_text_atomic(json.dumps(result, indent=2), args.out)
         print(scores_markdown(result))  # noqa: T201 (a script's output)
         return
-    if args.table:
-        results = [json.loads(p.read_text()) for p in args.table]
-        seeds = sorted({s for res in results for s in res["seeds"]})
-        merged = {**results[0], "seeds": seeds, "runs": [r for res in results for r in res["runs"]]}
-        print(markdown(merged))  # noqa: T201 (a script's output)
-        return
-    if args.worker:
-        row, seed = args.worker.rsplit(",", 1)
-        print(json.dumps(run_one(args, row, int(seed))))  # noqa: T201 (to the parent)
-        return
     result = {"dataset": args.dataset, "seeds": args.seeds, "torch_threads": None, "max_steps": args.max_steps,
               "batch_size": args.batch_size}
     extra = ["--max-steps", str(args.max_steps), "--batch-size", str(args.batch_size)]
-    result = run_grid(__file__, args.dataset, args.rows, args.seeds, args.out, result, extra)
-    logging.warning("\n%s", markdown(result))
+    grid_main(__file__, args, run_one, markdown, result, extra)
 
 
 if __name__ == "__main__":

@@ -22,16 +22,14 @@ by ``benchmarks/sets_cost.py``.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import resource
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
-from bench_common import DATASETS, grid_table, run_grid
+from bench_common import DATASETS, grid_main, grid_table
 
 ROWS = ["deepsets", "set_transformer", "rank_tokens", "value_bins", "mlp"]
 #: cell-type labels for the probe (kang2018_ifnb: control cells only; NaN elsewhere)
@@ -169,21 +167,11 @@ def main() -> None:
     parser.add_argument("--worker", help=argparse.SUPPRESS)  # "row,seed": run one in this process
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
-    if args.table:
-        results = [json.loads(p.read_text()) for p in args.table]
-        merged = {**results[0], "runs": [r for res in results for r in res["runs"]]}
-        print(markdown(merged))  # noqa: T201 (a script's output)
-        return
-    if args.worker:
-        row, seed = args.worker.rsplit(",", 1)
-        print(json.dumps(run_one(args, row, int(seed))))  # noqa: T201 (to the parent)
-        return
     result = {"dataset": args.dataset, "seeds": args.seeds, "torch_threads": None, "params": args.params,
               "max_steps": args.max_steps, "batch_size": args.batch_size, "max_tokens": args.max_tokens}
     extra = ["--params", str(args.params), "--max-steps", str(args.max_steps), "--batch-size", str(args.batch_size),
              "--max-tokens", str(args.max_tokens)]
-    result = run_grid(__file__, args.dataset, args.rows, args.seeds, args.out, result, extra)
-    logging.warning("\n%s", markdown(result))
+    grid_main(__file__, args, run_one, markdown, result, extra)
 
 
 if __name__ == "__main__":
