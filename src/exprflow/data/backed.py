@@ -185,15 +185,6 @@ class BackedCounts(CellsByGenes):
     """
 
     X: BackedRows
-    var_names: list[str]
-    obs_names: list[str]
-    conditions: np.ndarray | None
-    condition_levels: list[str] | None
-    condition_key: str | None
-    layer: str | None
-    is_counts: bool
-    n_dropped_cells: int
-    kept: np.ndarray
     library_size: np.ndarray
 
     def subset(self, idx: np.ndarray | list[int]) -> BackedCounts:

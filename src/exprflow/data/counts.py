@@ -6,6 +6,7 @@ import logging
 import os
 from dataclasses import dataclass, replace
 from functools import cached_property
+from typing import Any
 
 import anndata as ad
 import numpy as np
@@ -23,8 +24,21 @@ def _read_only(array: np.ndarray) -> np.ndarray:
     return array
 
 
+@dataclass(frozen=True, eq=False)
 class CellsByGenes:
-    """``n_cells``, ``n_genes`` and ``n_levels`` of a container with ``X`` and ``condition_levels``."""
+    """The fields shared by :class:`CountData` (in memory) and ``BackedCounts`` (on disk), and their
+    ``n_cells``, ``n_genes`` and ``n_levels``. Subclasses narrow the type of ``X``."""
+
+    X: Any
+    var_names: list[str]
+    obs_names: list[str]
+    conditions: np.ndarray | None
+    condition_levels: list[str] | None
+    condition_key: str | None
+    layer: str | None
+    is_counts: bool
+    n_dropped_cells: int
+    kept: np.ndarray
 
     @property
     def n_cells(self) -> int:
@@ -85,15 +99,6 @@ class CountData(CellsByGenes):
     """
 
     X: sp.csr_matrix
-    var_names: list[str]
-    obs_names: list[str]
-    conditions: np.ndarray | None
-    condition_levels: list[str] | None
-    condition_key: str | None
-    layer: str | None
-    is_counts: bool
-    n_dropped_cells: int
-    kept: np.ndarray
 
     def __post_init__(self) -> None:
         n_cells, n_genes = self.X.shape
