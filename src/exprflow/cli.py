@@ -344,7 +344,7 @@ def embed(run, data_path, layer, drop_unknown_genes, out, overwrite) -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="metrics.json to write.")
 def evaluate_cmd(real_path, gen_path, train_path, layer, condition_key, no_counts, seed, out) -> None:
-    """Score generated cells with the EVALUATION.md protocol; writes metrics.json and prints the table."""
+    """Score generated cells with the evaluation protocol (docs/evaluation.md); writes metrics.json and prints the table."""
     from exprflow.data import read_adata, split_indices
     from exprflow.io import write_text_atomic
     from exprflow.metrics import evaluate, format_report

@@ -5,7 +5,7 @@ Used by ``exprflow demo`` and by the benchmark grid. The run directory holds::
     config.json      resolved configuration, versions, timings
     model/           the trained model (``Model.load``)
     generated.h5ad   generated cells (as many per condition level as the test split holds)
-    metrics.json     EVALUATION.md protocol (model, floor, ratios)
+    metrics.json     docs/evaluation.md protocol (model, floor, ratios)
     report.md        the metrics as a table
     umap.png         real (test) vs generated UMAP in the protocol's PCA space
     loss.png         training loss curve
@@ -58,7 +58,7 @@ class ExperimentSpec:
 
 
 def split_adata(adata: AnnData, layer: str | None, condition_key: str | None, seed: int) -> tuple[AnnData, AnnData]:
-    """EVALUATION.md split: 80/20, stratified by the condition, after dropping zero-count cells."""
+    """The split of docs/evaluation.md: 80/20, stratified by the condition, after dropping zero-count cells."""
     data = prepare_counts(adata, layer=layer, condition_key=condition_key, require_counts=True)
     train_idx, test_idx = split_indices(data.n_cells, data.conditions, test_fraction=0.2, seed=seed)
     kept = data.kept

@@ -1,6 +1,6 @@
 """The velocity network of a *sequence* flow: a sample is a whole trajectory ``(B, T, d)``.
 
-The time course's time axis is the sequence axis (seed Option D); flow time enters every block by
+The time course's time axis is the sequence axis; flow time enters every block by
 adaLN (FiLM of the LayerNorm, Peebles & Xie 2023) through :class:`~exprflow.backbones.sequence.SequenceStack`::
 
     inputs per position   xt (B, T, d)            the flow's state of the trajectory

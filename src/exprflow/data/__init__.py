@@ -2,7 +2,7 @@
 
 - :func:`read_adata` reads an ``.h5ad`` file (or passes an AnnData through).
 - :func:`prepare_counts` validates a matrix and returns an immutable :class:`CountData`.
-- :func:`split_indices` makes the stratified 80/20 split of EVALUATION.md.
+- :func:`split_indices` makes the stratified 80/20 split of docs/evaluation.md.
 - :func:`iter_dense_batches`, :class:`CellDataset` and :func:`make_dataloader` densify one batch at a time.
 """
 

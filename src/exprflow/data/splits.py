@@ -1,4 +1,4 @@
-"""Train/test split of cells (EVALUATION.md: 80 % / 20 %, stratified by the condition, seed 0)."""
+"""Train/test split of cells (docs/evaluation.md: 80 % / 20 %, stratified by the condition, seed 0)."""
 
 from __future__ import annotations
 

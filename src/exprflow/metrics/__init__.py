@@ -1,4 +1,4 @@
-"""The evaluation protocol (``/EVALUATION.md``, protocol_version 1).
+"""The evaluation protocol (``docs/evaluation.md``, protocol_version 1).
 
 ``evaluate(real_test, generated, real_train)`` returns a JSON-serialisable dict with the model's row,
 the floor row (real train subsample vs real test) and the ratios to the floor; ``format_report`` renders

@@ -1,4 +1,4 @@
-"""Distribution distances between two point clouds in the reference space (EVALUATION.md).
+"""Distribution distances between two point clouds in the reference space (docs/evaluation.md).
 
 All three take ``x`` (n, d) and ``y`` (m, d) arrays and compute in float64:
 

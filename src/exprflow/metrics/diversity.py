@@ -1,4 +1,4 @@
-"""Diversity and memorisation checks in the reference space (EVALUATION.md).
+"""Diversity and memorisation checks in the reference space (docs/evaluation.md).
 
 - ``coverage`` (Naeem et al. 2020, "Reliable fidelity and diversity metrics for generative models"):
   the fraction of real cells whose k-nearest-neighbour ball among the real cells holds at least one

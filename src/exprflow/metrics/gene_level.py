@@ -1,4 +1,4 @@
-"""Count-level metrics on the gene space (EVALUATION.md, "Count-level metrics").
+"""Count-level metrics on the gene space (docs/evaluation.md, "Count-level metrics").
 
 Per-gene statistics are accumulated over row chunks (sparse stays sparse):
 

@@ -1,4 +1,4 @@
-"""Label accuracy for conditional generation (EVALUATION.md, "Count-level metrics").
+"""Label accuracy for conditional generation (docs/evaluation.md, "Count-level metrics").
 
 A logistic regression on the reference PCs, trained on real TRAIN cells with their condition labels,
 predicts the label of each generated cell; the score is the fraction whose prediction equals the label

@@ -1,4 +1,4 @@
-"""Perturbation-response metrics (EVALUATION.md, "Perturbation"; scGen's protocol).
+"""Perturbation-response metrics (docs/evaluation.md, "Perturbation"; scGen's protocol).
 
 All gene-level quantities use the protocol's normalisation: counts scaled to 10,000 per cell, ``log1p``
 (:func:`~exprflow.metrics.reference.normalise_rows`). For one cell type, with ``ctrl`` its real control

@@ -1,4 +1,4 @@
-"""``evaluate``: the evaluation protocol of EVALUATION.md (``PROTOCOL_VERSION`` 1) in one call.
+"""``evaluate``: the evaluation protocol of docs/evaluation.md (``PROTOCOL_VERSION`` 1) in one call.
 
 Steps:
 
@@ -64,7 +64,7 @@ class _Outcome:
 
 def evaluate(real_test: AnnData, generated: AnnData, real_train: AnnData, *, layer: str | None = None,
              condition_key: str | None = None, counts: bool = True, seed: int = 0, floor: bool = True) -> dict:
-    """Score generated cells against held-out real cells with the fixed protocol of EVALUATION.md.
+    """Score generated cells against held-out real cells with the fixed protocol of docs/evaluation.md.
 
     Args:
         real_test: held-out real cells (never seen in training).

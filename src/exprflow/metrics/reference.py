@@ -1,4 +1,4 @@
-"""The reference space of the evaluation protocol (EVALUATION.md, "Reference space").
+"""The reference space of the evaluation protocol (docs/evaluation.md, "Reference space").
 
 Counts are normalised per cell to 10,000 total and ``log1p``-transformed (non-count data: ``log1p``
 only), then projected on 30 principal components fitted, centered, on the real TRAIN cells only. Real

@@ -3,7 +3,7 @@
 A classifier learns to tell real test cells (label 0) from generated cells (label 1); the score is the
 AUROC on held-out folds of a 5-fold stratified cross-validation (shuffled with ``seed``), averaged
 over the folds. 0.5 means indistinguishable, 1.0 perfectly separable. Judge it two-sided against the
-floor's value (EVALUATION.md).
+floor's value (docs/evaluation.md).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""``LatentFlow``: rectified flow in the latent space of a count VAE (seed Option B, section 6).
+"""``LatentFlow``: rectified flow in the latent space of a count VAE (scVI-style, Lopez et al. 2018).
 
 ::
 

@@ -1,4 +1,4 @@
-"""The AnnData that generators return (scverse conventions, DESIGN.md)."""
+"""The AnnData that generators return (scverse conventions: counts in X, conditions in obs, provenance in uns)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``StateFlow``: rectified flow on the state vector of a cell (seed Option A).
+"""``StateFlow``: rectified flow on the state vector of a cell (its normalised expression in gene space).
 
 ::
 

@@ -13,7 +13,7 @@ from exprflow.plotting.figures import _save, plt
 
 def plot_trajectories(real: AnnData, generated: AnnData, path: str | os.PathLike, *, time_key: str,
                       counts: bool = True, n_show: int = 40, title: str = "generated trajectories") -> Path:
-    """Two panels on PC1/PC2 of the real cells (normalised as in EVALUATION.md, PCA fitted on ``real``).
+    """Two panels on PC1/PC2 of the real cells (normalised as in docs/evaluation.md, PCA fitted on ``real``).
 
     Left: real cells coloured by ``obs[time_key]``. Right: the real cells in grey and ``n_show`` generated
     trajectories (``obs["trajectory"]``) as lines through their steps, points coloured by time.

@@ -1,4 +1,4 @@
-"""State-vector representation (seed Option A): a cell is one point in gene space.
+"""State-vector representation: a cell is one point in gene space.
 
 Forward (counts -> state)::
 

@@ -1,4 +1,4 @@
-"""Count VAE (seed Option B, section 6): an encoder to a small latent, a count-likelihood decoder.
+"""Count VAE (as in scVI, Lopez et al. 2018): an encoder to a small latent, a count-likelihood decoder.
 
 ::
 

@@ -1,4 +1,4 @@
-"""Genes as a set (seed Option C): DeepSets and the Set Transformer over gene entities.
+"""Genes as a set: DeepSets (Zaheer et al. 2017) and the Set Transformer (Lee et al. 2019) over gene entities.
 
 Importing this package registers the backbones ``deepsets`` and ``set_transformer``.
 """
