@@ -1,8 +1,8 @@
 """The documentation's tutorials (docs/tutorials/*.py) run as written, so they cannot rot.
 
-Each script runs in a fresh Python process in a temporary folder, with ``EXPRFLOW_DATA`` pointing at
-the shared data sets; a tutorial whose data set is absent is skipped. Budgets are the scripts' own
-(tiny), together about 100 CPU-seconds.
+Each script runs in a fresh Python process (one thread) in a temporary folder, with ``EXPRFLOW_DATA``
+pointing at the shared data sets; a tutorial whose data set is absent is skipped. Budgets are the
+scripts' own (tiny).
 """
 
 from __future__ import annotations
@@ -38,7 +38,10 @@ def test_tutorial_runs(name, tmp_path):
     needs, outputs = CASES[name]
     if needs is not None:
         shared_path(needs)  # skips when the data set is absent
-    env = dict(os.environ, EXPRFLOW_DATA=str(SHARED_DATA), MPLBACKEND="Agg")
+    # One thread: the tutorials' networks are small, and extra OpenMP threads only spin when the tests
+    # share the cores with other work.
+    env = dict(os.environ, EXPRFLOW_DATA=str(SHARED_DATA), MPLBACKEND="Agg", OMP_NUM_THREADS="1",
+               MKL_NUM_THREADS="1")
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")])
     proc = subprocess.run([sys.executable, str(TUTORIALS / name)], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=900)
