@@ -125,7 +125,7 @@ def test_ddp_two_cpu_processes_see_disjoint_data_and_save_once(tmp_path):
 
 
 def test_models_without_device_options_keep_working_and_refuse_them_clearly():
-    from exprflow.cli import _run_kwargs
+    from exprflow.commands.options import build_run_kwargs
 
     class Plain:
         def train(self, max_steps=None, seed=0):
@@ -133,13 +133,13 @@ def test_models_without_device_options_keep_working_and_refuse_them_clearly():
 
     defaults = dict(accelerator="cpu", devices=1, num_nodes=1, strategy="auto", checkpoint_dir="run/checkpoints",
                     checkpoint_every=None, resume=False)
-    assert _run_kwargs(Plain, "plain", **defaults) == {}
+    assert build_run_kwargs(Plain, "plain", **defaults) == {}
     for flag, value in (("devices", 2), ("strategy", "ddp"), ("resume", True), ("checkpoint_every", 5)):
         with pytest.raises(ExprflowInputError, match="--" + flag.replace("_", "-")):
-            _run_kwargs(Plain, "plain", **{**defaults, flag: value})
+            build_run_kwargs(Plain, "plain", **{**defaults, flag: value})
     from exprflow.models import StateFlow
 
-    kwargs = _run_kwargs(StateFlow, "state", **{**defaults, "devices": 2, "strategy": "ddp"})
+    kwargs = build_run_kwargs(StateFlow, "state", **{**defaults, "devices": 2, "strategy": "ddp"})
     assert kwargs["devices"] == 2 and kwargs["strategy"] == "ddp" and kwargs["checkpoint_every"] == 1000
 
 

@@ -1,0 +1,125 @@
+"""Options shared by the training and generation commands: model, backbone and training flags, parsed
+and checked once (clear errors, exit code 2)."""
+from __future__ import annotations
+
+import json
+
+import click
+
+from exprflow.errors import ExprflowInputError
+
+def model_options(f):
+    from exprflow.backbones import BACKBONES
+    from exprflow.distributions import LIKELIHOODS
+    from exprflow.models import MODELS
+
+    f = click.option("--model", "model_name", default="latent", show_default=True, type=click.Choice(MODELS.names()),
+                     help="Model (representation + objective).")(f)
+    f = click.option("--backbone", default=None, type=click.Choice(BACKBONES.names()),
+                     help="Backbone network of the flow (default: the model's own, mlp for latent/state).")(f)
+    f = click.option("--backbone-kwargs", default=None, metavar="JSON",
+                     help='Backbone options as a JSON object, e.g. \'{"width": 64, "patch_size": 32}\' '
+                          '(replaces the model\'s default backbone options).')(f)
+    f = click.option("--max-epochs", type=int, default=None, help="Training epochs (default: the model's step budget).")(f)
+    f = click.option("--max-steps", type=int, default=None, help="Training steps (overrides the default budget).")(f)
+    f = click.option("--batch-size", type=int, default=None, help="Training batch size (default: the model's).")(f)
+    f = click.option("--flow-steps", type=int, default=None,
+                     help="Training steps of the flow phase of two-phase models (latent, perturbation, population).")(f)
+    f = click.option("--likelihood", default=None, type=click.Choice(LIKELIHOODS.names()),
+                     help="Count likelihood of the VAE decoder (latent, perturbation, population; default nb).")(f)
+    f = click.option("--seed", type=int, default=0, show_default=True)(f)
+    f = click.option("--overwrite", is_flag=True, help="Replace an existing output directory.")(f)
+    return f
+
+
+def parse_json_object(option: str, text: str | None) -> dict:
+    """Parse a JSON-object option (clear error, exit 2); ``None`` gives ``{}``."""
+    if text is None:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ExprflowInputError(f"{option} is not valid JSON ({exc.msg}); write e.g. '{{\"width\": 64}}'.")
+    if not isinstance(value, dict):
+        raise ExprflowInputError(f"{option} must be a JSON object, e.g. '{{\"width\": 64}}'.")
+    return value
+
+
+def parse_backbone_kwargs(backbone: str, text: str | None) -> dict | None:
+    """Parse and check ``--backbone-kwargs`` against the backbone's signature (clear errors, exit 2)."""
+    import inspect
+
+    from exprflow.backbones import BACKBONES
+
+    if text is None:
+        return None
+    kwargs = parse_json_object("--backbone-kwargs", text)
+    params = inspect.signature(BACKBONES.get(backbone)).parameters
+    valid = sorted(set(params) - {"dim", "n_conditions", "self"})
+    unknown = sorted(set(kwargs) - set(valid))
+    if unknown:
+        raise ExprflowInputError(f"--backbone-kwargs: backbone {backbone!r} has no option(s) {unknown}; valid: {valid}.")
+    return kwargs
+
+
+def build_model_kwargs(model_name: str, backbone: str | None, likelihood: str | None, backbone_kwargs: str | None = None) -> dict:
+    """Constructor options from the CLI flags (``--likelihood`` belongs to the latent model only).
+
+    Without ``--backbone`` the model's configured default backbone is used (and checked against
+    ``--backbone-kwargs``)."""
+    from exprflow.models import MODELS
+
+    kwargs: dict = {} if backbone is None else {"backbone": backbone}
+    if backbone is None:
+        backbone = getattr(MODELS.get(model_name).config_cls(), "backbone", "mlp")
+    parsed = parse_backbone_kwargs(backbone, backbone_kwargs)
+    if parsed is not None:
+        kwargs["backbone_kwargs"] = parsed
+    if likelihood is not None:
+        if not hasattr(MODELS.get(model_name).config_cls(), "vae"):
+            raise ExprflowInputError(f"--likelihood applies to models with a count VAE (latent, perturbation, "
+                                     f"population), not --model {model_name}.")
+        kwargs["vae"] = {"likelihood": likelihood}
+    return kwargs
+
+
+def build_train_kwargs(model_name, max_epochs, max_steps, batch_size, flow_steps, seed) -> dict:
+    kwargs = {"max_epochs": max_epochs, "max_steps": max_steps, "seed": seed}
+    if batch_size is not None:
+        kwargs["batch_size"] = batch_size
+    if flow_steps is not None:
+        import inspect
+
+        from exprflow.models import MODELS
+
+        if "flow_steps" not in inspect.signature(MODELS.get(model_name).train).parameters:
+            raise ExprflowInputError(f"--flow-steps applies to models trained in two phases (VAE, then flow: "
+                                     f"latent, perturbation, population), not --model {model_name}.")
+        kwargs["flow_steps"] = flow_steps
+    return kwargs
+
+
+DEFAULT_CHECKPOINT_EVERY = 1000
+
+
+def build_run_kwargs(model_cls, model_name: str, **options) -> dict:
+    """Devices / strategy / checkpoint options for ``model_cls.train``, refused clearly where it lacks them.
+
+    Options left at their defaults are passed only to models whose ``train`` accepts them, so models
+    without multi-device or checkpoint support keep working with plain ``exprflow fit``."""
+    import inspect
+
+    accepted = inspect.signature(model_cls.train).parameters
+    defaults = {"accelerator": "cpu", "devices": 1, "num_nodes": 1, "strategy": "auto", "checkpoint_every": None,
+                "resume": False, "checkpoint_dir": None}
+    if options["checkpoint_every"] is None and "checkpoint_every" in accepted:
+        options["checkpoint_every"] = DEFAULT_CHECKPOINT_EVERY
+    kwargs = {}
+    for name, value in options.items():
+        if name in accepted:
+            kwargs[name] = value
+        elif value != defaults[name] and name != "checkpoint_dir":
+            flag = "--" + name.replace("_", "-")
+            raise ExprflowInputError(f"--model {model_name} does not support {flag} (its train() has no {name!r}).")
+    return kwargs
+
