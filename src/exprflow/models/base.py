@@ -255,7 +255,16 @@ class FlowModel:
         self.plan = None
         self.history = saved.get("history", [])
         self.train_seconds = saved.get("train_seconds")
-        self._build_networks(self.n_conditions)
-        self._load_extra(saved, tensors)
+        try:
+            self._build_networks(self.n_conditions)
+            self._load_extra(saved, tensors)
+        except (RuntimeError, KeyError, ValueError) as exc:  # weights of another shape: not this config's model
+            if isinstance(exc, ExprflowInputError):
+                raise
+            raise ExprflowInputError(
+                f"The weights in {dir_path} do not fit its config.json ({len(self.var_names)} genes, "
+                f"{self.n_conditions} condition levels): {str(exc).splitlines()[0][:300]}. The directory is corrupted "
+                "or mixed from two models; re-save the model or train it again."
+            ) from None
         self.is_trained = True
         return self
