@@ -27,6 +27,7 @@ from anndata import AnnData
 
 from exprflow import __version__
 from exprflow.data import prepare_counts, read_adata
+from exprflow.data.counts import warn_thin_training_data
 from exprflow.errors import ExprflowInputError
 from exprflow.flows import RectifiedFlow, guided_velocity
 from exprflow.models.output import generated_adata, resolve_conditions
@@ -90,6 +91,7 @@ class FlowModel:
         self.setup = setup
         self.config = self._make_config(config)
         self.data = _prepare_training_data(adata, setup)
+        warn_thin_training_data(self.data)
         self.var_names = list(self.data.var_names)
         self.levels = self.data.condition_levels
         self.train_codes = self.data.conditions
