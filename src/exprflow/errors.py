@@ -12,20 +12,21 @@ from __future__ import annotations
 import re
 
 #: Python keyword argument -> how the command line says it: ``{value: words}`` for values with their
-#: own wording (``None`` written as the Python literal), ``"*"`` for any other value (``{}`` is the value).
+#: own wording (``None`` written as the Python literal), ``"*"`` for any other value (``{}`` is the value),
+#: ``"name"`` for the keyword named without a value (``condition_key 'x' is not a column``).
 CLI_FLAGS: dict[str, dict[str, str]] = {
     "overwrite": {"True": "--overwrite", "False": "no --overwrite"},
     "resume": {"True": "--resume", "False": "no --resume"},
     "layer": {"None": "no --layer", "*": "--layer {}"},
-    "condition_key": {"None": "no --condition-key", "*": "--condition-key {}"},
-    "time_key": {"None": "no --time-key", "*": "--time-key {}"},
-    "control_group": {"*": "--control-group {}"},
+    "condition_key": {"None": "no --condition-key", "*": "--condition-key {}", "name": "--condition-key"},
+    "time_key": {"None": "no --time-key", "*": "--time-key {}", "name": "--time-key"},
+    "control_group": {"*": "--control-group {}", "name": "--control-group"},
     "require_counts": {"False": "--model trajectory --model-kwargs '{\"representation\": \"gaussian\"}'"},
     "representation": {"*": "--model-kwargs '{{\"representation\": \"{}\"}}'"},
     "conditions": {"*": "--like FILE (as many cells per condition level as FILE holds)"},
-    "n_cells": {"*": "--n-cells {}"},
-    "batch_size": {"*": "--batch-size {}"},
-    "chunk_size": {"*": "--chunk-size {}"},
+    "n_cells": {"*": "--n-cells {}", "name": "--n-cells"},
+    "batch_size": {"*": "--batch-size {}", "name": "--batch-size"},
+    "chunk_size": {"*": "--chunk-size {}", "name": "--chunk-size"},
     "backbone_kwargs": {"*": "--backbone-kwargs '{}'"},
     "on_unknown": {"'drop'": "--drop-unknown-genes"},
     "seed": {"*": "--seed {}"},
@@ -33,6 +34,7 @@ CLI_FLAGS: dict[str, dict[str, str]] = {
 
 _VALUE = r"(?:True|False|None|'[^']*'|\"[^\"]*\"|\{[^{}]*(?:\{[^{}]*\}[^{}]*)*\}|\[[^\]]*\]|[\w.+-]+)"
 _KEYWORD = re.compile(r"\b(" + "|".join(CLI_FLAGS) + r")=(" + _VALUE + r")(?:\s*\((?:CLI:\s*)?--[\w-]+\))?")
+_NAMED = re.compile(r"(?<![\w.'\"\[])(" + "|".join(k for k, v in CLI_FLAGS.items() if "name" in v) + r")\b(?!=)")
 
 
 def _flag(match: re.Match) -> str:
@@ -49,7 +51,7 @@ def _flag(match: re.Match) -> str:
 
 def cli_wording(message: str) -> str:
     """``message`` with the keyword arguments of :data:`CLI_FLAGS` written as command-line flags."""
-    return _KEYWORD.sub(_flag, message)
+    return _NAMED.sub(lambda m: CLI_FLAGS[m.group(1)]["name"], _KEYWORD.sub(_flag, message))
 
 
 class ExprflowInputError(ValueError):

@@ -53,8 +53,11 @@ def is_launch_rank_zero() -> bool:
 
 
 def _holds_a_run(out: Path) -> bool:
-    """Whether ``out`` exists with anything in it besides the lock files."""
-    return out.exists() and any(not p.name.startswith(LOCK_FILE) for p in out.iterdir())
+    """Whether ``out`` existed before this command took its lock, or holds anything besides the lock files."""
+    if not out.exists():
+        return False
+    return not (read_lock(out) or {}).get("created_dir", False) or any(
+        not p.name.startswith(LOCK_FILE) for p in out.iterdir())
 
 
 def check_run_dir(out: str | os.PathLike, options: dict[str, Any], *, overwrite: bool, resume: bool) -> Path:

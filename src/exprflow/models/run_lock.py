@@ -92,6 +92,7 @@ class RunLock:
         if self.out.exists() and not self.out.is_dir():
             raise ExprflowInputError(f"{self.out} is a file, not a run directory; remove it or choose another --out.")
         self._created_dir = not self.out.exists()
+        self.owner["created_dir"] = self._created_dir  # the directory was not there before this command
         self.out.mkdir(parents=True, exist_ok=True)
         if self._link():
             self._held = True
