@@ -56,8 +56,9 @@ def demo(out, model_name, backbone, backbone_kwargs, likelihood, flow_steps, max
 def fit(**params) -> None:
     """Train a model on all cells of --data and save it to OUT/model (with OUT/loss.png).
 
-    A run is checkpointed to OUT/checkpoints; --resume continues a killed run exactly. With several
-    processes (--devices N --strategy ddp, torchrun, srun) only rank 0 writes OUT.
+    A run is checkpointed to OUT/checkpoints; --resume continues a killed run exactly. OUT belongs to one
+    command at a time (OUT/.lock); its model is swapped in whole when training ends (docs/runs.md). With
+    several processes (--devices N --strategy ddp, torchrun, srun) only rank 0 writes OUT.
     """
     from contextlib import nullcontext
 
