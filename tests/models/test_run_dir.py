@@ -71,6 +71,16 @@ def test_stale_lock_is_taken_over_with_a_warning(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="exprflow"), RunLock(out) as lock:
         assert read_lock(out)["pid"] == lock.owner["pid"]
     assert "no longer runs" in caplog.text
+    assert out.exists() and not (out / LOCK_FILE).exists()  # released; a directory it did not create stays
+
+
+def test_a_directory_left_empty_by_a_killed_fit_counts_as_new(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / LOCK_FILE).write_text(json.dumps({"pid": _dead_pid(), "host": socket.gethostname(), "started": 0,
+                                             "created_dir": True}))
+    with RunLock(out):
+        check_run_dir(out, OPTIONS, overwrite=False, resume=False)  # no "already exists"
 
 
 def test_lock_from_another_host_is_refused(tmp_path):

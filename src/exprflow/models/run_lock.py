@@ -120,6 +120,8 @@ class RunLock:
     def _link_after_stale(self, owner: dict) -> bool:
         logger.warning("%s was left by %s, which no longer runs (killed?); taking the run directory over.",
                        self.path, describe_owner(owner) if owner else "an unreadable lock")
+        # a directory that the killed command had created and left empty still counts as new
+        self.owner["created_dir"] = self._created_dir or bool(owner.get("created_dir"))
         self.path.unlink(missing_ok=True)
         return self._link()
 
