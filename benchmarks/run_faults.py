@@ -143,9 +143,14 @@ class Faults:
             assert code == 0, text
         self.old_w, self.ref_w = weights(self.old), weights(self.ref)
         counts = self.work / "fit_calls.json"
-        proc = child("none", "count", self.fit_args(1, self.work / "counted", "--overwrite"), counts)
-        assert proc.returncode == 0, proc.stderr[-2000:]
-        self.fit_calls = json.loads(counts.read_text())
+        self.fit_calls = {}  # calls of each site by a fresh fit, and by fit --overwrite over the old run
+        for over_old in (False, True):
+            run = self.work / f"counted_{over_old}"
+            if over_old:
+                shutil.copytree(self.old, run)
+            proc = child("none", "count", self.fit_args(1, run, *(["--overwrite"] if over_old else [])), counts)
+            assert proc.returncode == 0, proc.stderr[-2000:]
+            self.fit_calls[over_old] = json.loads(counts.read_text())
         code, text = cli(*self.gen_args(self.ref, self.work / "ref_cells.h5ad"))
         assert code == 0, text
         import anndata as ad
@@ -158,9 +163,9 @@ class Faults:
     def points(self, kills: int) -> list[tuple[str, str, int]]:
         n_gen = max(2, kills // 5)
         out = []
-        for i in range(kills - n_gen):
-            site = FIT_SITES[i % len(FIT_SITES)]
-            out.append(("fit", site, int(self.rng.integers(1, self.fit_calls[site] + 1))))
+        for i in range(kills - n_gen):  # even points: fit --overwrite over the old run; odd: a fresh fit
+            site, calls = FIT_SITES[i % len(FIT_SITES)], self.fit_calls[i % 2 == 0]
+            out.append(("fit", site, int(self.rng.integers(1, calls[site] + 1))))
         for i in range(n_gen):
             site = GEN_SITES[i % len(GEN_SITES)]
             out.append(("generate", site, int(self.rng.integers(1, self.gen_calls[site] + 1))))
@@ -168,7 +173,7 @@ class Faults:
 
     def fit_point(self, i: int, site: str, n: int) -> dict:
         run = self.work / f"p{i}"
-        over_old = i % 2 == 0
+        over_old = i % 2 == 0  # as drawn in points()
         if over_old:
             shutil.copytree(self.old, run)
         proc = child(site, n, self.fit_args(1, run, *(["--overwrite"] if over_old else [])))
@@ -249,7 +254,8 @@ def main() -> None:
         print(json.dumps({k: v for k, v in res.items() if k not in ("refusal", "resume_refusal")}), flush=True)
     concurrent = faults.concurrent(args.concurrent)
     summary = summarise(faults.results, concurrent, time.time() - start, _cpu() - cpu0)
-    summary["fit_calls"], summary["generate_calls"] = faults.fit_calls, faults.gen_calls
+    summary["fit_calls"] = {"fresh": faults.fit_calls[False], "over_old_run": faults.fit_calls[True]}
+    summary["generate_calls"] = faults.gen_calls
     print(json.dumps(summary, indent=2))
     if args.json:
         args.json.write_text(json.dumps({"summary": summary, "points": faults.results, "concurrent": concurrent},
