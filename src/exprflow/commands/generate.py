@@ -40,6 +40,7 @@ def generate(run, n_cells, like_path, out, n_steps, solver, guidance, seed, over
         from exprflow.data import read_adata
 
         like = read_adata(like_path, backed="r")  # only obs is needed
+        _check_like_genes(like, like_path, model.var_names)
         if key is not None:
             if key not in like.obs:
                 raise ExprflowInputError(f"{like_path} has no obs column {key!r} (the model's condition key); "
@@ -58,6 +59,26 @@ def generate(run, n_cells, like_path, out, n_steps, solver, guidance, seed, over
     adata = model.generate(**request, n_steps=n_steps, solver=solver, seed=seed)
     write_h5ad_atomic(adata, out)
     click.echo(f"{adata.n_obs} cells written to {out}")
+
+
+def _check_like_genes(like, like_path: Path, model_genes: list[str]) -> None:
+    """--like copies the number of cells per condition level of cells like the model's: refuse a file of
+    other genes (it is not what the model generates), warn about a file with no genes (obs only)."""
+    import logging
+
+    genes = {str(g) for g in like.var_names}
+    if not genes:
+        logging.getLogger("exprflow").warning(
+            "%s holds no genes; only its number of cells per condition level is used.", like_path)
+        return
+    missing, extra = set(model_genes) - genes, genes - set(model_genes)
+    if missing or extra:
+        raise ExprflowInputError(
+            f"{like_path} holds other genes than the model ({len(missing)} of the model's {len(model_genes)} genes "
+            f"missing, e.g. {sorted(missing)[:3]}; {len(extra)} genes the model does not know, e.g. {sorted(extra)[:3]}). "
+            "--like takes cells of the model's genes (e.g. the test split of the training data); to ask for a "
+            "number of cells instead, pass --n-cells N."
+        )
 
 
 @click.command()

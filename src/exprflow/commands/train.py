@@ -53,19 +53,30 @@ def demo(out, model_name, backbone, backbone_kwargs, likelihood, flow_steps, max
               help="Keep the count matrix on disk and read it in shuffled blocks (atlases larger than memory; "
                    "docs/out_of_core.md).")
 @model_options
-def fit(data_path, layer, condition_key, time_key, control_group, model_kwargs, out, accelerator, devices, num_nodes,
-        strategy, checkpoint_every, resume, backed, model_name, backbone, backbone_kwargs, likelihood, flow_steps, max_epochs,
-        max_steps, batch_size, seed, overwrite) -> None:
+def fit(**params) -> None:
     """Train a model on all cells of --data and save it to OUT/model (with OUT/loss.png).
 
-    A run is checkpointed to OUT/checkpoints; --resume continues a killed run exactly. With several
-    processes (--devices N --strategy ddp, torchrun, srun) only rank 0 writes OUT.
+    A run is checkpointed to OUT/checkpoints; --resume continues a killed run exactly. OUT belongs to one
+    command at a time (OUT/.lock); its model is swapped in whole when training ends (docs/runs.md). With
+    several processes (--devices N --strategy ddp, torchrun, srun) only rank 0 writes OUT.
     """
+    from contextlib import nullcontext
+
+    from exprflow.models.run_dir import is_launch_rank_zero
+    from exprflow.models.run_lock import RunLock
+
+    with RunLock(params["out"]) if is_launch_rank_zero() else nullcontext():  # before any data is read
+        _fit(**params)
+
+
+def _fit(data_path, layer, condition_key, time_key, control_group, model_kwargs, out, accelerator, devices, num_nodes,
+         strategy, checkpoint_every, resume, backed, model_name, backbone, backbone_kwargs, likelihood, flow_steps,
+         max_epochs, max_steps, batch_size, seed, overwrite) -> None:
     import torch
 
     from exprflow.data import read_adata
     from exprflow.models import MODELS
-    from exprflow.models.run_dir import check_run_dir, is_launch_rank_zero, start_run_dir
+    from exprflow.models.run_dir import check_run_dir, finish_run_dir, is_launch_rank_zero, start_run_dir
     from exprflow.plotting import plot_loss_curve
 
     kwargs = build_model_kwargs(model_name, backbone, likelihood, backbone_kwargs)
@@ -87,12 +98,11 @@ def fit(data_path, layer, condition_key, time_key, control_group, model_kwargs, 
     adata = read_adata(data_path, backed="r" if backed else None)
     torch.manual_seed(seed)
     model = model_cls(adata, layer=layer, condition_key=condition_key, **kwargs)
-    start_run_dir(out, options, resume=resume)
+    start_run_dir(out, options, resume=resume)  # an old run is marked replaced before training starts
     model.train(**train)
     if not is_launch_rank_zero():  # the other processes of a multi-process run write nothing
         return
-    model.save(out / "model", overwrite=overwrite)
-    plot_loss_curve(model.history, out / "loss.png")
+    finish_run_dir(out, model, plot_loss_curve)
     click.echo(f"model saved to {out / 'model'} (training {model.train_seconds:.1f} s)")
 
 

@@ -27,6 +27,7 @@ from anndata import AnnData
 
 from exprflow import __version__
 from exprflow.data import prepare_counts, read_adata
+from exprflow.data.counts import warn_thin_training_data
 from exprflow.errors import ExprflowInputError
 from exprflow.flows import RectifiedFlow, guided_velocity
 from exprflow.models.output import generated_adata, resolve_conditions
@@ -90,6 +91,7 @@ class FlowModel:
         self.setup = setup
         self.config = self._make_config(config)
         self.data = _prepare_training_data(adata, setup)
+        warn_thin_training_data(self.data)
         self.var_names = list(self.data.var_names)
         self.levels = self.data.condition_levels
         self.train_codes = self.data.conditions
@@ -255,7 +257,16 @@ class FlowModel:
         self.plan = None
         self.history = saved.get("history", [])
         self.train_seconds = saved.get("train_seconds")
-        self._build_networks(self.n_conditions)
-        self._load_extra(saved, tensors)
+        try:
+            self._build_networks(self.n_conditions)
+            self._load_extra(saved, tensors)
+        except (RuntimeError, KeyError, ValueError) as exc:  # weights of another shape: not this config's model
+            if isinstance(exc, ExprflowInputError):
+                raise
+            raise ExprflowInputError(
+                f"The weights in {dir_path} do not fit its config.json ({len(self.var_names)} genes, "
+                f"{self.n_conditions} condition levels): {str(exc).splitlines()[0][:300]}. The directory is corrupted "
+                "or mixed from two models; re-save the model or train it again."
+            ) from None
         self.is_trained = True
         return self
