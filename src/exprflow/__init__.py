@@ -27,6 +27,7 @@ _LAZY = {
     "TrajectoryFlow": "exprflow.models",
     "LIKELIHOODS": "exprflow.distributions",
     "MODELS": "exprflow.models",
+    "view_anndata_setup": "exprflow.models",
     "NucleotideLM": "exprflow.models.nucleotide_lm",
     "BACKBONES": "exprflow.backbones",
     "evaluate": "exprflow.metrics",

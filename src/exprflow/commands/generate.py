@@ -64,7 +64,7 @@ def generate(run, n_cells, like_path, out, n_steps, solver, guidance, seed, over
 @click.argument("run", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--data", "data_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Cells to embed (.h5ad; for gene-set backbones any gene panel, matched by gene name).")
-@click.option("--layer", default=None, help="Layer of --data holding counts (default: X).")
+@click.option("--layer", default=None, help="Layer of --data holding counts, or X (default: the model's layer).")
 @click.option("--drop-unknown-genes", is_flag=True,
               help="Ignore genes the model does not know (reported) instead of refusing the file.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
@@ -84,9 +84,7 @@ def embed(run, data_path, layer, drop_unknown_genes, out, overwrite) -> None:
     if hasattr(model, "get_cell_embedding"):
         emb = model.get_cell_embedding(adata, layer=layer, on_unknown="drop" if drop_unknown_genes else "raise")
     else:
-        if layer is not None and layer != model.setup.layer:
-            raise ExprflowInputError(f"This model reads layer {model.setup.layer!r}; --layer cannot change it.")
-        emb = model.get_latent_representation(adata)
+        emb = model.get_latent_representation(adata, layer=layer)
     result = ad.AnnData(obs=adata.obs.copy(), obsm={"X_exprflow": emb})
     result.uns["exprflow"] = {"embedding_of": str(data_path), "model": str(run)}
     write_h5ad_atomic(result, out)

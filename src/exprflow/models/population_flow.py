@@ -201,6 +201,7 @@ class PopulationFlow(LatentFlow):
         guidance: float = 1.0,
         seed: int = 0,
         decode: str | None = None,
+        name_prefix: str = "gen",
     ) -> AnnData:
         """``n_populations`` populations of ``population_size`` cells (default: the training N) as one AnnData.
 
@@ -208,6 +209,7 @@ class PopulationFlow(LatentFlow):
         level -> number of populations, or None (levels drawn by training frequency). Cells of a
         population are consecutive rows; ``obs["population"]`` holds its id (``pop_0``, ...) and the
         condition key its level. Counts come from the VAE decoder (``decode="mean"``: decoder means).
+        Cells are named as by :meth:`FlowModel.generate` (``name_prefix``).
         """
         if not self.is_trained:
             raise ExprflowInputError("The model is not trained yet: call train() (or load a trained model) first.")
@@ -244,7 +246,7 @@ class PopulationFlow(LatentFlow):
         }
         adata = generated_adata(counts, self.var_names, condition_key=self.setup.condition_key, levels=self.levels,
                                 codes=None if pop_codes is None else np.repeat(pop_codes, size),
-                                provenance=provenance)
+                                provenance=provenance, name_prefix=name_prefix)
         adata.obs["population"] = pd.Categorical(np.repeat([f"pop_{p}" for p in range(n_pop)], size),
                                                  categories=[f"pop_{p}" for p in range(n_pop)])
         return adata

@@ -46,7 +46,7 @@ from exprflow.models.fit import fit_loader
 from exprflow.models.latent_flow import default_vae_steps
 from exprflow.models.persistence import save_model_dir
 from exprflow.models.restore import load_backbone_weights
-from exprflow.models.setup import recall_setup, remember_setup
+from exprflow.models.setup import resolve_setup, write_setup
 from exprflow.models.trajectory_encoders import ENCODERS
 from exprflow.models.trajectory_output import TimeCourseSetup, trajectory_adata
 from exprflow.models.training import FlowTrainingPlan, OptimConfig
@@ -93,11 +93,8 @@ class TrajectoryFlow:
         unknown = sorted(set(config) - known)
         if unknown:
             raise ExprflowInputError(f"Unknown TrajectoryFlow option(s) {unknown}; valid: {sorted(known)}.")
-        saved = recall_setup(adata)
-        saved = saved if isinstance(saved, TimeCourseSetup) else TimeCourseSetup()
-        weight_key = weight_key or config.pop("weight_key", None) or saved.weight_key
-        self.setup = TimeCourseSetup(layer=layer or saved.layer, time_key=time_key or saved.time_key,
-                                     weight_key=weight_key)
+        self.setup = resolve_setup(adata, TimeCourseSetup, "TrajectoryFlow", layer=layer, time_key=time_key,
+                                   weight_key=weight_key or config.pop("weight_key", None))
         if self.setup.time_key is None:
             raise ExprflowInputError("Give time_key= (the obs column with each cell's time), or call "
                                      "TrajectoryFlow.setup_anndata(adata, time_key=...) first.")
@@ -127,13 +124,19 @@ class TrajectoryFlow:
         self.train_seconds: float | None = None
         self.is_trained = False
 
+    def __repr__(self) -> str:
+        from exprflow.models.output import model_repr
+
+        return model_repr(self) + f"\n  time grid: {len(self.time_grid)} steps"
+
     # ------------------------------------------------------------------ set-up
     @classmethod
     def setup_anndata(cls, adata: AnnData, time_key: str, layer: str | None = None,
                       weight_key: str | None = None) -> None:
-        """Validate and remember the time column (and layer / lineage weights); ``adata`` is not modified."""
+        """Validate the time column (and layer / lineage weights) and store them in
+        ``adata.uns["_exprflow_setup"]`` (the one change made to ``adata``; see :mod:`exprflow.models.setup`)."""
         prepare_timecourse(adata, time_key, layer=layer, weight_key=weight_key)
-        remember_setup(adata, TimeCourseSetup(layer=layer, time_key=time_key, weight_key=weight_key))
+        write_setup(adata, TimeCourseSetup(layer=layer, time_key=time_key, weight_key=weight_key), cls.__name__)
 
     def _set_grid(self, course: TimeCourse) -> None:
         """The time grid: observed levels plus ``time_points`` without cells (never supervised)."""
