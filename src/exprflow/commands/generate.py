@@ -5,7 +5,13 @@ from pathlib import Path
 
 import click
 
+from exprflow.commands.options import no_plots_option
 from exprflow.errors import ExprflowInputError
+
+
+def report_folder(out: Path) -> Path:
+    """Where a command writing the file ``out`` puts its report: ``{out's stem}_report/`` beside it."""
+    return out.with_name(f"{out.stem}_report")
 
 
 @click.command()
@@ -23,9 +29,15 @@ from exprflow.errors import ExprflowInputError
               help="Stream: generate and store this many cells at a time (bounded memory, progress bar, "
                    "resumable; see docs/out_of_core.md). Default: all cells in memory at once.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted streamed run (--chunk-size) of the same request.")
-def generate(run, n_cells, like_path, out, n_steps, solver, guidance, seed, overwrite, chunk_size, resume) -> None:
-    """Generate cells from a trained RUN directory (or a model directory) into --out."""
+@no_plots_option
+def generate(run, n_cells, like_path, out, n_steps, solver, guidance, seed, overwrite, chunk_size, resume,
+             no_plots) -> None:
+    """Generate cells from a trained RUN directory (or a model directory) into --out.
+
+    Also writes OUT_report/report.md (beside --out) with, given --like, a UMAP of the --like cells
+    and the generated cells."""
     from exprflow.io import load_any_model, write_h5ad_atomic
+    from exprflow.run_report import write_report
 
     if (n_cells is None) == (like_path is None):
         raise ExprflowInputError("Give exactly one of --n-cells N or --like TEST.h5ad.")
@@ -50,14 +62,34 @@ def generate(run, n_cells, like_path, out, n_steps, solver, guidance, seed, over
             request = {"n_cells": like.n_obs}
     else:
         request["guidance"] = guidance
+    facts = [f"model: {type(model).__name__} from `{run}`",
+             f"request: {request}, {solver} with {n_steps} steps, seed {seed}"]
     if chunk_size is not None:
         path = model.generate_to_file(out, **request, n_steps=n_steps, solver=solver, seed=seed,
                                       chunk_size=chunk_size, resume=resume, overwrite=overwrite)
-        click.echo(f"cells written to {path} in chunks of {chunk_size}")
+        report = write_report(report_folder(out), title="exprflow generate", plots=False,
+                              facts=[*facts, f"cells written to `{path}` in chunks of {chunk_size}"])
+        click.echo(f"cells written to {path} in chunks of {chunk_size}; see {report}")
         return
     adata = model.generate(**request, n_steps=n_steps, solver=solver, seed=seed)
     write_h5ad_atomic(adata, out)
-    click.echo(f"{adata.n_obs} cells written to {out}")
+    real = None
+    if like_path is not None and not no_plots:
+        from exprflow.data import read_adata
+
+        real = read_adata(like_path)
+    info = adata.uns["exprflow"]
+    facts.append(f"{adata.n_obs} cells written to `{out}` in {info.get('sampling_seconds', 0):.1f} s "
+                 f"({info.get('nfe')} network evaluations)")
+    report = write_report(report_folder(out), title="exprflow generate", facts=facts, real=real, generated=adata,
+                          layer=_like_layer(model, real), condition_key=key, plots=not no_plots, seed=seed)
+    click.echo(f"{adata.n_obs} cells written to {out}; see {report}")
+
+
+def _like_layer(model, real) -> str | None:
+    """The layer of the --like cells holding counts: the model's when they have it, else X."""
+    layer = getattr(model.setup, "layer", None)
+    return layer if real is not None and layer in real.layers else None
 
 
 @click.command()

@@ -21,6 +21,7 @@ from dataclasses import asdict, fields, is_dataclass, replace
 from typing import ClassVar
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 import torch
 from anndata import AnnData
@@ -29,6 +30,7 @@ from exprflow import __version__
 from exprflow.data import prepare_counts, read_adata
 from exprflow.errors import ExprflowInputError
 from exprflow.flows import RectifiedFlow, guided_velocity
+from exprflow.models.history import history_from_json, history_to_json
 from exprflow.models.output import generated_adata, model_repr, resolve_conditions
 from exprflow.models.persistence import save_model_dir
 from exprflow.models.setup import AnnDataSetup, check_same_setup, resolve_setup, write_setup
@@ -95,7 +97,7 @@ class FlowModel:
         self._fit_representation()
         self._build_networks(self.n_conditions)
         self.plan = None
-        self.history: list = []
+        self.history: dict[str, pd.DataFrame] = {}
         self.train_seconds: float | None = None
         self.is_trained = False
 
@@ -252,7 +254,7 @@ class FlowModel:
             "condition_levels": self.levels,
             "train_condition_counts": None if self.train_codes is None else np.bincount(
                 self.train_codes, minlength=len(self.levels)).tolist(),
-            "train_seconds": self.train_seconds, "history": self.history, **self._extra_state(),
+            "train_seconds": self.train_seconds, "history": history_to_json(self.history), **self._extra_state(),
         }
         save_model_dir(dir_path, config, self._tensors(), overwrite=overwrite)
 
@@ -274,7 +276,7 @@ class FlowModel:
         self.data = None
         self.var = None
         self.plan = None
-        self.history = saved.get("history", [])
+        self.history = history_from_json(saved.get("history"))
         self.train_seconds = saved.get("train_seconds")
         self._build_networks(self.n_conditions)
         self._load_extra(saved, tensors)

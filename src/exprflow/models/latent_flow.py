@@ -36,6 +36,7 @@ from exprflow.backbones import BACKBONES
 from exprflow.data import iter_dense_batches, prepare_counts
 from exprflow.errors import ExprflowInputError
 from exprflow.models.base import FlowModel
+from exprflow.models.history import training_history
 from exprflow.models.fit import fit_plan
 from exprflow.models.training import FlowTrainingPlan, OptimConfig
 from exprflow.models.vae_training import VAETrainingPlan
@@ -151,7 +152,7 @@ class LatentFlow(FlowModel):
         fit_plan(self.plan, states, self.data.conditions, batch_size=flow_batch_size, max_epochs=None,
                  max_steps=flow_steps, checkpoint_path=ckpt("flow"), **common)
         self.train_seconds = time.perf_counter() - start
-        self.history = {"vae": list(self.vae_plan.history), "flow": list(self.plan.history)}
+        self.history = training_history(vae=self.vae_plan.history, flow=self.plan.history)
         self.is_trained = True
         return self
 

@@ -38,6 +38,7 @@ from exprflow.data.perturbation import PairGroups, pair_groups, perturbation_fro
 from exprflow.errors import ExprflowInputError
 from exprflow.flows import drop_conditions, guided_velocity
 from exprflow.flows.couplings import OTCoupling
+from exprflow.models.history import training_history
 from exprflow.models.fit import fit_loader, fit_plan
 from exprflow.models.latent_flow import LatentFlow, default_vae_steps
 from exprflow.models.output import generated_adata
@@ -201,7 +202,7 @@ class PerturbationFlow(LatentFlow):
         self.plan = PairFlowTrainingPlan(self.backbone, self.objective, lambda s: s, self.config.flow_optim, flow_steps)
         fit_loader(self.plan, loader, max_epochs=None, max_steps=flow_steps, **common)
         self.train_seconds = time.perf_counter() - start
-        self.history = {"vae": self.vae_history, "flow": list(self.plan.history)}
+        self.history = training_history(vae=self.vae_history, flow=self.plan.history)
         self.is_trained = True
         return self
 

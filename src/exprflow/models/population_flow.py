@@ -45,6 +45,7 @@ from exprflow.data.populations import PopulationDataset, population_sampler
 from exprflow.errors import ExprflowInputError
 from exprflow.flows import guided_velocity
 from exprflow.models.base import chunks_by_condition
+from exprflow.models.history import training_history
 from exprflow.models.fit import fit_loader, fit_plan
 from exprflow.models.latent_flow import DECODE_MODES, LatentFlow, LatentFlowConfig, default_vae_steps
 from exprflow.models.output import generated_adata, resolve_conditions
@@ -160,7 +161,7 @@ class PopulationFlow(LatentFlow):
                    devices=devices, seed=seed, progress_bar=progress_bar, log_dir=log_dir)
         self.train_seconds = time.perf_counter() - start
         vae_history = list(self.vae_plan.history) if getattr(self, "vae_plan", None) is not None else []
-        self.history = {"vae": vae_history, "flow": list(self.plan.history)}
+        self.history = training_history(vae=vae_history, flow=self.plan.history)
         self.is_trained = True
         return self
 

@@ -5,7 +5,7 @@
     OUT/run.json          the options the run was started with (checked again on --resume)
     OUT/checkpoints/      training checkpoints (flow.ckpt; vae.ckpt for two-phase models)
     OUT/model/            the trained model, written once training has finished
-    OUT/loss.png
+    OUT/report.md         what was run, with its figures (loss.png; exprflow.run_report)
 
 In a multi-process run (Lightning's launcher, ``torchrun``, SLURM's ``srun``) every process runs the
 command; only the process of global rank 0 checks, creates and writes the directory.

@@ -43,6 +43,7 @@ from exprflow.flows.sequence_objective import SequenceRectifiedFlow, sample_traj
 from exprflow.flows.trajectories import chain_sequences
 from exprflow.models.base import config_from_dict
 from exprflow.models.fit import fit_loader
+from exprflow.models.history import history_from_json, history_to_json, training_history
 from exprflow.models.latent_flow import default_vae_steps
 from exprflow.models.persistence import save_model_dir
 from exprflow.models.restore import load_backbone_weights
@@ -120,7 +121,7 @@ class TrajectoryFlow:
         self.encoder = ENCODERS.get(name)(len(self.var_names), c.n_latent, likelihood=c.likelihood)
         self._build_backbone()
         self.plan = None
-        self.history: list | dict = []
+        self.history: dict = {}
         self.train_seconds: float | None = None
         self.is_trained = False
 
@@ -206,7 +207,7 @@ class TrajectoryFlow:
         self.train_seconds = time.perf_counter() - start
         flow = list(self.plan.history)
         vae = getattr(getattr(self.encoder, "plan", None), "history", None)
-        self.history = {"vae": list(vae), "flow": flow} if vae is not None else flow
+        self.history = training_history(vae=vae, flow=flow) if vae is not None else training_history(flow=flow)
         self.is_trained = True
         return self
 
@@ -332,7 +333,7 @@ class TrajectoryFlow:
             "representation": self.representation, "encoder": enc_fields, "time_grid": self.time_grid.tolist(),
             "time_labels": self.time_labels, "present": self.present.tolist(),
             "level_of_grid": {str(k): v for k, v in self.level_of_grid.items()},
-            "train_seconds": self.train_seconds, "history": self.history,
+            "train_seconds": self.train_seconds, "history": history_to_json(self.history),
         }
         tensors = {f"encoder.{k}": v for k, v in enc_tensors.items()}
         tensors.update({f"backbone.{k}": v for k, v in self.backbone.state_dict().items()})
@@ -359,7 +360,7 @@ class TrajectoryFlow:
         self.positions = ((self.time_grid - self.time_grid[0]) / (self.time_grid[-1] - self.time_grid[0])).astype(np.float32)
         self.level_of_grid = {int(k): int(v) for k, v in saved["level_of_grid"].items()}
         self.course, self.plan, self.is_trained = None, None, True
-        self.history, self.train_seconds = saved.get("history", []), saved.get("train_seconds")
+        self.history, self.train_seconds = history_from_json(saved.get("history")), saved.get("train_seconds")
         self.encoder = ENCODERS.get(self.representation)(len(self.var_names), self.config.n_latent,
                                                          likelihood=self.config.likelihood)
         self.encoder.load(saved["encoder"], {k[8:]: v for k, v in tensors.items() if k.startswith("encoder.")})
