@@ -49,7 +49,7 @@ from exprflow.models.persistence import save_model_dir
 from exprflow.models.restore import load_backbone_weights
 from exprflow.models.setup import resolve_setup, write_setup
 from exprflow.models.trajectory_encoders import ENCODERS
-from exprflow.models.trajectory_output import TimeCourseSetup, trajectory_adata
+from exprflow.models.trajectory_output import TimeCourseSetup, locate_time, trajectory_adata
 from exprflow.models.training import FlowTrainingPlan, OptimConfig
 
 logger = logging.getLogger(__name__)
@@ -232,19 +232,7 @@ class TrajectoryFlow:
     # -------------------------------------------------------------- sampling
     def grid_index(self, time_point: float | str) -> int:
         """Grid index of a time (a value or a level label); clear error for a time off the grid."""
-        if isinstance(time_point, str) and time_point in self.time_labels:
-            return self.time_labels.index(time_point)
-        try:
-            value = float(time_point)
-        except (TypeError, ValueError):
-            value = None
-        hits = [] if value is None else np.flatnonzero(np.isclose(self.time_grid, value, rtol=1e-9, atol=1e-9))
-        if len(hits) != 1:
-            raise ExprflowInputError(
-                f"time {time_point!r} is not on the model's time grid {self.time_labels}; a time point without "
-                "cells must be declared at training (time_points=[...])."
-            )
-        return int(hits[0])
+        return locate_time(self, time_point, "exact")[0]
 
     def sample_states(self, n: int, *, context: str = "none", query: int | None = None, n_steps: int = 16,
                       solver: str = "euler", seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -273,18 +261,31 @@ class TrajectoryFlow:
         return states.numpy(), observed.numpy()
 
     def predict(self, time: float | str, n_cells: int = 500, *, context: str = "observed", n_steps: int = 16,
-                solver: str = "euler", seed: int = 0, decode: str | None = None) -> AnnData:
+                solver: str = "euler", seed: int = 0, decode: str | None = None, method: str = "auto") -> AnnData:
         """Cells at one time point (observed or held out) as an AnnData (values, ``obs[time_key]``, source).
 
         With ``context="observed"`` the other observed time points are given as context (real train
         cells chained by OT) and the time point is filled in; ``"none"`` generates whole trajectories.
+        ``time``: a grid time, a level label (``"bin2"``) or, with ``method``, any numeric time inside
+        the grid: ``"nearest"`` takes the nearest grid step (time bin), ``"interpolate"`` the latent
+        states of each trajectory between the two neighbouring steps, weighted by distance (the
+        requested time is then ``obs[time_key]``). ``"auto"``: ``"nearest"`` for models of pseudotime
+        bins (``n_bins``), else only grid times.
         """
-        k = self.grid_index(time)
-        states, _ = self.sample_states(n_cells, context=context, query=k, n_steps=n_steps, solver=solver, seed=seed)
+        k0, k1, w = locate_time(self, time, method)
+        query = k0 if k0 == k1 else None
+        states, _ = self.sample_states(n_cells, context=context, query=query, n_steps=n_steps, solver=solver,
+                                       seed=seed)
         rng = np.random.default_rng(seed)
-        X = self.encoder.decode(states[:, k], rng, sample=(decode or self.config.decode) == "sample")
-        return trajectory_adata(X, self, np.full(n_cells, k), trajectory=None,
-                                provenance=self._provenance("predict", seed, n_steps, solver, context))
+        z = states[:, k0] if k0 == k1 else (1.0 - w) * states[:, k0] + w * states[:, k1]
+        X = self.encoder.decode(z, rng, sample=(decode or self.config.decode) == "sample")
+        provenance = self._provenance("predict", seed, n_steps, solver, context)
+        provenance.update(time=str(time), grid_steps=[self.time_labels[k0], self.time_labels[k1]], weight=w)
+        adata = trajectory_adata(X, self, np.full(n_cells, k1 if w >= 0.5 else k0), trajectory=None,
+                                 provenance=provenance)
+        if k0 != k1:
+            adata.obs[self.setup.time_key] = float(time)
+        return adata
 
     def generate_trajectories(self, n: int, *, context: str = "none", n_steps: int = 16, solver: str = "euler",
                               seed: int = 0, decode: str | None = None) -> AnnData:
