@@ -8,22 +8,10 @@ import json
 import anndata as ad
 import numpy as np
 import pytest
-from metrics_helpers import make_counts
-from test_metrics_protocol import METRICS, split3
+from test_metrics_protocol import METRICS, conditional, parts  # noqa: F401  (shared fixtures)
 
 import exprflow.metrics.protocol as protocol
 from exprflow.metrics import evaluate, format_report
-
-
-@pytest.fixture(scope="module")
-def parts():
-    return split3(make_counts(n_cells=600, n_genes=50, n_types=3, seed=0))
-
-
-@pytest.fixture(scope="module")
-def conditional(parts):
-    train, test, gen = parts
-    return evaluate(test, gen, train, condition_key="cell_type")
 
 
 def test_all_cells_beside_the_averages(conditional):
