@@ -21,6 +21,7 @@ from dataclasses import asdict, fields, is_dataclass, replace
 from typing import ClassVar
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 import torch
 from anndata import AnnData
@@ -30,9 +31,10 @@ from exprflow.data import prepare_counts, read_adata
 from exprflow.data.counts import warn_thin_training_data
 from exprflow.errors import ExprflowInputError
 from exprflow.flows import RectifiedFlow, guided_velocity
-from exprflow.models.output import generated_adata, resolve_conditions
+from exprflow.models.history import history_from_json, history_to_json
+from exprflow.models.output import generated_adata, model_repr, resolve_conditions
 from exprflow.models.persistence import save_model_dir
-from exprflow.models.setup import AnnDataSetup, recall_setup, remember_setup
+from exprflow.models.setup import AnnDataSetup, check_same_setup, resolve_setup, write_setup
 from exprflow.sampling import integrate
 
 logger = logging.getLogger(__name__)
@@ -85,9 +87,7 @@ class FlowModel:
 
     def __init__(self, adata: AnnData | str, layer: str | None = None, condition_key: str | None = None, **config) -> None:
         adata = read_adata(adata)
-        setup = recall_setup(adata) or AnnDataSetup(layer=layer, condition_key=condition_key)
-        if layer is not None or condition_key is not None:
-            setup = AnnDataSetup(layer=layer or setup.layer, condition_key=condition_key or setup.condition_key)
+        setup = resolve_setup(adata, AnnDataSetup, type(self).__name__, layer=layer, condition_key=condition_key)
         self.setup = setup
         self.config = self._make_config(config)
         self.data = _prepare_training_data(adata, setup)
@@ -99,9 +99,12 @@ class FlowModel:
         self._fit_representation()
         self._build_networks(self.n_conditions)
         self.plan = None
-        self.history: list = []
+        self.history: dict[str, pd.DataFrame] = {}
         self.train_seconds: float | None = None
         self.is_trained = False
+
+    def __repr__(self) -> str:
+        return model_repr(self)
 
     @property
     def n_conditions(self) -> int:
@@ -119,9 +122,24 @@ class FlowModel:
 
     @classmethod
     def setup_anndata(cls, adata: AnnData, layer: str | None = None, condition_key: str | None = None) -> None:
-        """Remember which layer holds counts and which obs column is the condition (adata is not modified)."""
-        _prepare_training_data(adata, AnnDataSetup(layer=layer, condition_key=condition_key))  # validate now
-        remember_setup(adata, AnnDataSetup(layer=layer, condition_key=condition_key))
+        """Validate ``adata`` and store which layer holds counts and which obs column is the condition.
+
+        The setup is written to ``adata.uns["_exprflow_setup"]`` (the one change exprflow ever makes to
+        the user's AnnData, as scvi-tools' ``setup_anndata`` does), so copies, views and subsets keep it;
+        :func:`~exprflow.models.setup.view_anndata_setup` shows it.
+
+        Parameters
+        ----------
+        adata
+            Cells x genes with raw integer counts in ``X`` or in ``layers[layer]`` (not a view).
+        layer
+            Layer holding the counts; ``None`` reads ``X``.
+        condition_key
+            ``obs`` column of the condition to generate by (``None``: an unconditional model).
+        """
+        setup = AnnDataSetup(layer=layer, condition_key=condition_key)
+        _prepare_training_data(adata, setup)  # validate now
+        write_setup(adata, setup, cls.__name__)
 
     # ------------------------------------------------------------------ hooks
     def _fit_representation(self) -> None:
@@ -179,6 +197,7 @@ class FlowModel:
         guidance: float = 1.0,
         seed: int = 0,
         batch_size: int | None = None,
+        name_prefix: str = "gen",
     ) -> AnnData:
         """Generate cells as an AnnData (integer sparse counts, conditions in obs, provenance in uns).
 
@@ -186,6 +205,8 @@ class FlowModel:
         ``n_cells``; with ``n_cells`` only, levels follow their training frequencies. ``batch_size``:
         cells integrated together; ``None`` takes the backbone's ``generate_batch_size`` where it has
         one (backbones with a token per gene hold ``cells x genes x width`` activations), else 8,192.
+        Cells are named ``{name_prefix}_{token}_{i}`` with a token new to each call, so the outputs of
+        several calls concatenate without duplicate names.
         """
         if not self.is_trained:
             raise ExprflowInputError("The model is not trained yet: call train() (or load a trained model) first.")
@@ -210,7 +231,7 @@ class FlowModel:
         }
         return generated_adata(
             counts, self.var_names, condition_key=self.setup.condition_key,
-            levels=self.levels, codes=codes, provenance=provenance,
+            levels=self.levels, codes=codes, provenance=provenance, name_prefix=name_prefix,
         )
 
     def generate_to_file(self, path: str, n_cells: int | None = None,
@@ -235,7 +256,7 @@ class FlowModel:
             "condition_levels": self.levels,
             "train_condition_counts": None if self.train_codes is None else np.bincount(
                 self.train_codes, minlength=len(self.levels)).tolist(),
-            "train_seconds": self.train_seconds, "history": self.history, **self._extra_state(),
+            "train_seconds": self.train_seconds, "history": history_to_json(self.history), **self._extra_state(),
         }
         save_model_dir(dir_path, config, self._tensors(), overwrite=overwrite)
 
@@ -248,6 +269,8 @@ class FlowModel:
         self = cls.__new__(cls)
         self.config = config_from_dict(cls.config_cls, saved["config"])
         self.setup = AnnDataSetup(**saved["setup"])
+        if adata is not None:
+            check_same_setup(self.setup, adata, cls.__name__)
         self.var_names = list(saved["var_names"])
         self.levels = saved["condition_levels"]
         counts = saved.get("train_condition_counts")
@@ -255,7 +278,7 @@ class FlowModel:
         self.data = None
         self.var = None
         self.plan = None
-        self.history = saved.get("history", [])
+        self.history = history_from_json(saved.get("history"))
         self.train_seconds = saved.get("train_seconds")
         try:
             self._build_networks(self.n_conditions)

@@ -27,6 +27,7 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 import torch
 from anndata import AnnData
@@ -35,6 +36,7 @@ from exprflow.backbones import BACKBONES
 from exprflow.data import iter_dense_batches, prepare_counts
 from exprflow.errors import ExprflowInputError
 from exprflow.models.base import FlowModel
+from exprflow.models.history import training_history
 from exprflow.models.fit import fit_plan
 from exprflow.models.training import FlowTrainingPlan, OptimConfig
 from exprflow.models.vae_training import VAETrainingPlan
@@ -150,7 +152,7 @@ class LatentFlow(FlowModel):
         fit_plan(self.plan, states, self.data.conditions, batch_size=flow_batch_size, max_epochs=None,
                  max_steps=flow_steps, checkpoint_path=ckpt("flow"), **common)
         self.train_seconds = time.perf_counter() - start
-        self.history = {"vae": list(self.vae_plan.history), "flow": list(self.plan.history)}
+        self.history = training_history(vae=self.vae_plan.history, flow=self.plan.history)
         self.is_trained = True
         return self
 
@@ -171,20 +173,88 @@ class LatentFlow(FlowModel):
         return ((states - self.state_mean) / self.state_std).astype(np.float32)
 
     # ------------------------------------------------------------ user API
-    def get_latent_representation(self, adata: AnnData | None = None, batch_size: int = 1024) -> np.ndarray:
-        """Encoder means ``E q(z | x)`` (cells x n_latent) of ``adata`` (default: the training cells)."""
-        if adata is None:
+    def get_latent_representation(self, adata: AnnData | None = None, layer: str | None = None,
+                                  batch_size: int = 1024) -> np.ndarray:
+        """Encoder means ``E q(z | x)`` of the cells of ``adata`` (default: the training cells).
+
+        Parameters
+        ----------
+        adata
+            Cells with the model's genes, in the model's order (never modified).
+        layer
+            Where ``adata`` holds its raw counts: a layer name, or ``"X"``. Default: the layer the model
+            was trained on (``adata`` set up differently from the model is refused).
+        batch_size
+            Cells encoded at once.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(n_cells, n_latent)``, rows in ``adata``'s order (empty cells included).
+        """
+        X = self.read_counts(adata, layer) if adata is not None else None
+        if X is None:
             if self.data is None:
                 raise ExprflowInputError("Pass adata: a loaded model does not keep its training cells.")
             X = self.data.X
-        else:
-            from exprflow.models.restore import check_genes
-
-            check_genes(self.var_names, adata)
-            prepare_counts(adata, layer=self.setup.layer, condition_key=None, require_counts=True)  # validates
-            raw = adata.layers[self.setup.layer] if self.setup.layer else adata.X
-            X = sp.csr_matrix(raw, dtype=np.float32)  # every cell, empty ones included (rows match adata)
         return self._encode_means(X, batch_size)
+
+    def read_counts(self, adata: AnnData, layer: str | None = None) -> sp.csr_matrix:
+        """Validated raw counts of every cell of ``adata`` (rows match ``adata``), from ``layer`` or the
+        model's layer; see :meth:`get_latent_representation`."""
+        from exprflow.models.restore import check_genes
+        from exprflow.models.setup import read_layer
+
+        check_genes(self.var_names, adata)
+        layer = read_layer(self.setup, adata, type(self).__name__, layer)
+        prepare_counts(adata, layer=layer, condition_key=None, require_counts=True)  # validates
+        raw = adata.layers[layer] if layer else adata.X
+        return sp.csr_matrix(raw, dtype=np.float32)  # every cell, empty ones included
+
+    def get_normalized_expression(self, adata: AnnData | None = None, library_size: float | str = 1.0,
+                                  layer: str | None = None, batch_size: int = 1024) -> pd.DataFrame:
+        """Decoder means of each cell's latent state on a chosen library size (denoised expression).
+
+        Parameters
+        ----------
+        adata
+            Cells to read (default: the training cells; a loaded model needs ``adata``).
+        library_size
+            Total counts every cell is scaled to: ``1.0`` gives expression frequencies, ``1e4`` counts
+            per 10,000; ``"observed"`` keeps each cell's own library size.
+        layer
+            Where ``adata`` holds its counts, as in :meth:`get_latent_representation`.
+        batch_size
+            Cells decoded at once.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Cells x genes (index: cell names, columns: the model's genes) of ``E p(x | z, l)`` at
+            ``z = E q(z | x)``.
+        """
+        X = self.read_counts(adata, layer) if adata is not None else None
+        if X is None:
+            if self.data is None:
+                raise ExprflowInputError("Pass adata: a loaded model does not keep its training cells.")
+            X, names = self.data.X, list(self.data.obs_names)
+        else:
+            names = [str(n) for n in adata.obs_names]
+        if isinstance(library_size, str):
+            if library_size != "observed":
+                raise ExprflowInputError(f"library_size must be a positive number or 'observed', got {library_size!r}.")
+            library = np.asarray(X.sum(axis=1), dtype=np.float64).ravel()
+            if np.any(library <= 0):
+                raise ExprflowInputError(f"{int(np.sum(library <= 0))} cells have no counts: their observed library "
+                                         "size is 0; give a number as library_size, or remove those cells.")
+        elif not np.isfinite(library_size) or library_size <= 0:
+            raise ExprflowInputError(f"library_size must be a positive number or 'observed', got {library_size!r}.")
+        else:
+            library = np.full(X.shape[0], float(library_size))
+        z = self._encode_means(X, batch_size)
+        out = np.concatenate([self.decode(z[i : i + batch_size], library[i : i + batch_size], sample=False)
+                              for i in range(0, len(z), batch_size)]) if len(z) else np.zeros((0, len(self.var_names)))
+        return pd.DataFrame(out, index=names, columns=self.var_names)
 
     @torch.no_grad()
     def decode(self, z: np.ndarray, library: np.ndarray, sample: bool = True, seed: int = 0) -> np.ndarray:

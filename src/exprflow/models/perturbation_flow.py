@@ -38,6 +38,7 @@ from exprflow.data.perturbation import PairGroups, pair_groups, perturbation_fro
 from exprflow.errors import ExprflowInputError
 from exprflow.flows import drop_conditions, guided_velocity
 from exprflow.flows.couplings import OTCoupling
+from exprflow.models.history import training_history
 from exprflow.models.fit import fit_loader, fit_plan
 from exprflow.models.latent_flow import LatentFlow, default_vae_steps
 from exprflow.models.output import generated_adata
@@ -201,16 +202,17 @@ class PerturbationFlow(LatentFlow):
         self.plan = PairFlowTrainingPlan(self.backbone, self.objective, lambda s: s, self.config.flow_optim, flow_steps)
         fit_loader(self.plan, loader, max_epochs=None, max_steps=flow_steps, **common)
         self.train_seconds = time.perf_counter() - start
-        self.history = {"vae": self.vae_history, "flow": list(self.plan.history)}
+        self.history = training_history(vae=self.vae_history, flow=self.plan.history)
         self.is_trained = True
         return self
 
     # -------------------------------------------------------------- states
-    def encode_states(self, adata: AnnData) -> tuple[np.ndarray, np.ndarray]:
-        """Standardised flow states ``[E q(z|x), log l]`` of every cell of ``adata`` and their library sizes."""
-        z = self.get_latent_representation(adata)
-        raw = adata.layers[self.setup.layer] if self.setup.layer else adata.X
-        library = np.asarray(sp.csr_matrix(raw).sum(axis=1), dtype=np.float64).ravel()
+    def encode_states(self, adata: AnnData, layer: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Standardised flow states ``[E q(z|x), log l]`` of every cell of ``adata`` and their library sizes
+        (``layer``: as in :meth:`get_latent_representation`)."""
+        X = self.read_counts(adata, layer)
+        z = self._encode_means(X)
+        library = np.asarray(X.sum(axis=1), dtype=np.float64).ravel()
         if np.any(library <= 0):
             raise ExprflowInputError(f"{int(np.sum(library <= 0))} cells have no counts; remove them first.")
         return self._standardise(z, library), library
@@ -252,13 +254,14 @@ class PerturbationFlow(LatentFlow):
 
     # ---------------------------------------------------------- prediction
     def predict(self, adata_ctrl: AnnData, condition: str | None = None, n_steps: int = 16, solver: str = "euler",
-                guidance: float = 1.0, seed: int = 0, decode: str | None = None) -> AnnData:
+                guidance: float = 1.0, seed: int = 0, decode: str | None = None, layer: str | None = None) -> AnnData:
         """Predicted perturbed cells, one per control cell of ``adata_ctrl`` (never modified).
 
         Returns an AnnData with integer CSR counts (``decode="mean"``: decoder means), the model's
         ``var_names``, ``adata_ctrl``'s obs columns with ``condition_key`` set to ``condition``,
         ``obs["control_cell"]`` (the source cell's name), ``obs["source"] = "generated"`` and provenance in
-        ``uns["exprflow"]``. ``condition`` defaults to the only perturbation when there is one.
+        ``uns["exprflow"]``. ``condition`` defaults to the only perturbation when there is one. ``layer``:
+        where ``adata_ctrl`` holds its counts (a layer name or ``"X"``; default: the model's layer).
         """
         if not self.is_trained:
             raise ExprflowInputError("The model is not trained yet: call train() (or load a trained model) first.")
@@ -278,7 +281,7 @@ class PerturbationFlow(LatentFlow):
                     f"predict() maps control cells. Subset: adata[adata.obs[{key!r}] == {self.config.control_group!r}]."
                 )
         start = time.perf_counter()
-        states, _ = self.encode_states(adata_ctrl)
+        states, _ = self.encode_states(adata_ctrl, layer)
         moved = self.transport(states, condition, n_steps=n_steps, solver=solver, guidance=guidance)
         values = self.decode_states(moved, sample=mode == "sample", seed=seed)
         counts = sp.csr_matrix(values.astype(np.int32 if mode == "sample" else np.float32))

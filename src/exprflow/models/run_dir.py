@@ -7,7 +7,7 @@
                           record ``exprflow_run``: id, status (running | complete), phases finished
     OUT/checkpoints/      training checkpoints (flow.ckpt; vae.ckpt for two-phase models)
     OUT/model/            the trained model; replaced only whole (built in model.tmp-<id>, then renamed)
-    OUT/loss.png
+    OUT/report.md         what was run, with its figures (loss.png; exprflow.run_report)
 
 A run is readable only when its record says ``complete`` and ``model/config.json`` is the one the
 record names. ``--overwrite`` marks the old run ``running`` under a new id before anything else, so an
@@ -36,7 +36,7 @@ RUN_FILE = "run.json"
 RECORD_KEY = "exprflow_run"
 CHECKPOINT_DIR = "checkpoints"
 MODEL_DIR = "model"
-LOSS_PLOT = "loss.png"
+REPORT_FILES = ("report.md", "loss.png", "umap.png", "metrics.png")  # written by exprflow.run_report
 RUNNING, COMPLETE = "running", "complete"
 
 
@@ -122,7 +122,8 @@ def start_run_dir(out: str | os.PathLike, options: dict[str, Any], *, resume: bo
         record = {"id": uuid.uuid4().hex[:12], "status": RUNNING, "phases": [], "started": time.time()}
         _write_run(out, options, record)
         shutil.rmtree(out / CHECKPOINT_DIR, ignore_errors=True)
-        (out / LOSS_PLOT).unlink(missing_ok=True)
+        for name in REPORT_FILES:  # the old run's report must not describe the new one
+            (out / name).unlink(missing_ok=True)
     for leftover in out.glob(f"{MODEL_DIR}.*-*"):  # model.tmp-<id>, model.trash-<id>
         shutil.rmtree(leftover, ignore_errors=True)
     return record["id"]
@@ -145,7 +146,7 @@ def record_phase(checkpoint_path: str | os.PathLike | None) -> None:
         _write_run(out, options, record)
 
 
-def finish_run_dir(out: str | os.PathLike, model, plot_loss=None) -> Path:
+def finish_run_dir(out: str | os.PathLike, model) -> Path:
     """Save ``model`` into ``out/model`` whole and mark the run complete (rank 0).
 
     The model is written to ``model.tmp-<id>`` and swapped in by renames (old ``model`` to
@@ -163,10 +164,6 @@ def finish_run_dir(out: str | os.PathLike, model, plot_loss=None) -> Path:
         os.rename(final, trash)
     os.rename(tmp, final)
     shutil.rmtree(trash, ignore_errors=True)
-    if plot_loss is not None:
-        tmp_plot = out / f".{LOSS_PLOT}.tmp.png"
-        plot_loss(model.history, tmp_plot)
-        os.replace(tmp_plot, out / LOSS_PLOT)
     record = {**(record or {"id": run_id, "phases": []}), "status": COMPLETE, "finished": time.time(),
               "model_config_sha256": config_digest(final)}
     _write_run(out, options, record)
