@@ -1,11 +1,8 @@
 """The perturbation baselines behind one interface (BASELINES): closed forms on a toy with two cell types."""
 
-import anndata as ad
 import numpy as np
-import pandas as pd
 import pytest
-import scipy.sparse as sp
-from synthetic import make_counts_adata
+from synthetic import make_perturbation_arms
 
 from exprflow.commands.perturbation import BASELINE_NAMES
 from exprflow.errors import ExprflowInputError
@@ -17,18 +14,7 @@ KEYS = dict(condition_key="condition", control_group="ctrl", cell_type_key="cell
 
 
 def _toy(n_types=3, seed=2):
-    """``n_types`` cell types; 'stim' multiplies genes 0-2 by a factor that depends on the type."""
-    adata = make_counts_adata(n_cells=60 * n_types, n_genes=15, n_types=n_types, seed=seed)
-    stim = adata.copy()
-    dense = stim.X.toarray()
-    factor = 2.0 + np.array([int(t[-1]) for t in stim.obs["cell_type"]], dtype=float)
-    dense[:, :3] *= factor[:, None]
-    stim.X = sp.csr_matrix(dense)
-    adata.obs["condition"], stim.obs["condition"] = "ctrl", "stim"
-    stim.obs_names = [f"s{i}" for i in range(stim.n_obs)]
-    both = ad.concat([adata, stim])
-    both.obs["condition"] = pd.Categorical(both.obs["condition"])
-    return both, adata
+    return make_perturbation_arms(n_types, seed)
 
 
 def _per_type(both, arm):

@@ -2,13 +2,12 @@
 
 import anndata as ad
 import numpy as np
-import pandas as pd
 import pytest
 import scipy.sparse as sp
 import torch
 from click.testing import CliRunner
 from shared_data import shared_path
-from synthetic import make_counts_adata
+from synthetic import make_perturbation_arms
 
 from exprflow.backbones.sequence import MIXERS
 from exprflow.cli import cli
@@ -97,23 +96,8 @@ def test_sequence_backbones_train_and_predict(held_out, trained):
         PerturbationFlow(train, condition_key="condition", control_group="ctrl", backbone="s4d", source_token=False)
 
 
-def _toy_arms():
-    """Two cell types; 'stim' multiplies genes 0-2 by 5 (type0) or 3 (type1)."""
-    adata = make_counts_adata(n_cells=120, n_genes=15, n_types=2, seed=2)
-    stim = adata.copy()
-    dense = stim.X.toarray()
-    factor = np.where(stim.obs["cell_type"].to_numpy() == "type0", 5.0, 3.0)
-    dense[:, :3] *= factor[:, None]
-    stim.X = sp.csr_matrix(dense)
-    adata.obs["condition"], stim.obs["condition"] = "ctrl", "stim"
-    stim.obs_names = [f"s{i}" for i in range(stim.n_obs)]
-    both = ad.concat([adata, stim])
-    both.obs["condition"] = pd.Categorical(both.obs["condition"])
-    return both, adata
-
-
 def test_identity_and_mean_shift_baselines_exact():
-    both, ctrl = _toy_arms()
+    both, ctrl = make_perturbation_arms()
     assert (identity_prediction(ctrl) != ctrl.X).nnz == 0
     shift = MeanShift().fit(both, condition_key="condition", control_group="ctrl", cell_type_key="cell_type")
     y = normalise_rows(both.X).toarray()
