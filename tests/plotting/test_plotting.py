@@ -32,7 +32,7 @@ def _png(path) -> bool:
 
 def test_pl_is_the_plotting_module():
     assert ef.pl.real_vs_generated is ef.plotting.real_vs_generated
-    assert set(ef.pl.__all__) == {"real_vs_generated", "metrics", "loss", "trajectories", "fold_changes"}
+    assert set(ef.pl.__all__) == {"real_vs_generated", "metrics", "loss", "trajectories", "fold_changes", "fold_change_panels"}
 
 
 def test_real_vs_generated(cells, tmp_path):

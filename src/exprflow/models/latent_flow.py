@@ -80,14 +80,15 @@ class LatentFlow(FlowModel):
     """Count VAE + rectified flow on its latent means; see the module docstring."""
 
     config_cls = LatentFlowConfig
+    decode_modes = DECODE_MODES
 
     # ------------------------------------------------------------------ set-up
     def _fit_representation(self) -> None:
         c = self.config
         if c.library not in LIBRARY_MODELS:
             raise ExprflowInputError(f"library must be one of {LIBRARY_MODELS}, got {c.library!r}.")
-        if c.decode not in DECODE_MODES:
-            raise ExprflowInputError(f"decode must be one of {DECODE_MODES}, got {c.decode!r}.")
+        if c.decode not in self.decode_modes:
+            raise ExprflowInputError(f"decode must be one of {self.decode_modes}, got {c.decode!r}.")
         log_lib = np.log(self.data.library_size)
         self.log_library_range = (float(log_lib.min()), float(log_lib.max()))
         self.library = LogNormalLibrary().fit(self.data.library_size, self.data.conditions)

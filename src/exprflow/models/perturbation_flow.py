@@ -11,6 +11,9 @@
              the network reads the 2-step sequence [s_ctrl, xt] (perturbation_net: MLP, S4D, Mamba,
              attention, or the Markov flow v(xt) without the source step)
     predict  encode control cells -> integrate the flow from their states -> decode (z, l) -> counts
+             (decode="residual": the control cell's own log1p-normalised expression plus the predicted
+             shift, log1p-normalised decoder mean at the moved state minus that at the cell's own state,
+             back to counts with the cell's library size)
 
 Example::
 
@@ -32,7 +35,6 @@ import torch
 from anndata import AnnData
 from torch.utils.data import DataLoader, Dataset
 
-from exprflow import __version__
 from exprflow.data import prepare_counts
 from exprflow.data.perturbation import PairGroups, pair_groups, perturbation_from_counts
 from exprflow.errors import ExprflowInputError
@@ -41,7 +43,6 @@ from exprflow.flows.couplings import OTCoupling
 from exprflow.models.history import training_history
 from exprflow.models.fit import fit_loader, fit_plan
 from exprflow.models.latent_flow import LatentFlow, default_vae_steps
-from exprflow.models.output import generated_adata
 from exprflow.models.perturbation_net import SourceBound, build_pair_network
 from exprflow.models.training import FlowTrainingPlan, OptimConfig
 from exprflow.models.vae_training import VAETrainingPlan
@@ -125,6 +126,7 @@ class PerturbationFlow(LatentFlow):
     """
 
     config_cls = PerturbationFlowConfig
+    decode_modes = ("sample", "mean", "residual")
 
     def __init__(self, adata: AnnData | str, layer: str | None = None, condition_key: str | None = None,
                  control_group: str | None = None, **config) -> None:
@@ -257,7 +259,8 @@ class PerturbationFlow(LatentFlow):
                 guidance: float = 1.0, seed: int = 0, decode: str | None = None, layer: str | None = None) -> AnnData:
         """Predicted perturbed cells, one per control cell of ``adata_ctrl`` (never modified).
 
-        Returns an AnnData with integer CSR counts (``decode="mean"``: decoder means), the model's
+        Returns an AnnData with integer CSR counts (``decode="mean"``: decoder means; ``"residual"``: the
+        control cell plus the predicted shift in expression space, module docstring), the model's
         ``var_names``, ``adata_ctrl``'s obs columns with ``condition_key`` set to ``condition``,
         ``obs["control_cell"]`` (the source cell's name), ``obs["source"] = "generated"`` and provenance in
         ``uns["exprflow"]``. ``condition`` defaults to the only perturbation when there is one. ``layer``:
@@ -270,8 +273,8 @@ class PerturbationFlow(LatentFlow):
                 raise ExprflowInputError(f"Give condition=, one of {self.perturbations}.")
             condition = self.perturbations[0]
         mode = decode or self.config.decode
-        if mode not in ("sample", "mean"):
-            raise ExprflowInputError(f"decode must be 'sample' or 'mean', got {mode!r}.")
+        if mode not in self.decode_modes:
+            raise ExprflowInputError(f"decode must be one of {self.decode_modes}, got {mode!r}.")
         key = self.setup.condition_key
         if key in adata_ctrl.obs.columns:
             other = adata_ctrl.obs[key].astype(str) != self.config.control_group
@@ -283,25 +286,34 @@ class PerturbationFlow(LatentFlow):
         start = time.perf_counter()
         states, _ = self.encode_states(adata_ctrl, layer)
         moved = self.transport(states, condition, n_steps=n_steps, solver=solver, guidance=guidance)
-        values = self.decode_states(moved, sample=mode == "sample", seed=seed)
-        counts = sp.csr_matrix(values.astype(np.int32 if mode == "sample" else np.float32))
+        if mode == "residual":
+            counts = self.residual_counts(adata_ctrl, states, moved, seed)
+        else:
+            values = self.decode_states(moved, sample=mode == "sample", seed=seed)
+            counts = sp.csr_matrix(values.astype(np.int32 if mode == "sample" else np.float32))
         return self.as_prediction(counts, adata_ctrl, condition, {
             "n_steps": n_steps, "solver": solver, "nfe": self._last_nfe, "guidance": guidance, "seed": seed,
             "decode": mode, "sampling_seconds": time.perf_counter() - start})
 
+    def residual_counts(self, adata_ctrl: AnnData, states: np.ndarray, moved: np.ndarray, seed: int = 0) -> sp.csr_matrix:
+        """Counts of ``y_ctrl + norm(mean(moved)) - norm(mean(states))`` (log1p-normalised, clipped at 0), with
+        each control cell's own library size; ``norm`` = :func:`~exprflow.metrics.reference.normalise_rows`."""
+        from exprflow.metrics.reference import normalise_rows
+        from exprflow.models.perturbation_baselines import identity_prediction, normalised_to_counts
+
+        raw = identity_prediction(adata_ctrl, self.setup.layer)
+        shift = normalise_rows(self.decode_states(moved, sample=False)) - normalise_rows(self.decode_states(states, sample=False))
+        y = np.asarray(normalise_rows(raw).toarray()) + shift
+        return normalised_to_counts(y, np.asarray(raw.sum(axis=1)).ravel(), seed)
+
     def as_prediction(self, counts: sp.csr_matrix, adata_ctrl: AnnData, condition: str, info: dict,
                       method: str | None = None) -> AnnData:
         """Wrap predicted counts (rows = cells of ``adata_ctrl``) as the generated AnnData of the contract."""
-        levels = list(self.levels)
-        out = generated_adata(counts, self.var_names, condition_key=self.setup.condition_key, levels=levels,
-                              codes=np.full(counts.shape[0], levels.index(str(condition))), provenance={
-                                  "model": method or type(self).__name__, "version": __version__,
-                                  "control_group": self.config.control_group, "condition": str(condition), **info})
-        for column in adata_ctrl.obs.columns:
-            if column not in out.obs.columns:
-                out.obs[column] = adata_ctrl.obs[column].to_numpy()
-        out.obs["control_cell"] = np.asarray(adata_ctrl.obs_names, dtype=str)
-        return out
+        from exprflow.models.perturbation_baselines import prediction_adata
+
+        return prediction_adata(counts, adata_ctrl, self.var_names, self.setup.condition_key, list(self.levels),
+                                condition, {"model": method or type(self).__name__,
+                                            "control_group": self.config.control_group, **info})
 
     def generate(self, *args, **kwargs):
         raise ExprflowInputError("PerturbationFlow predicts from control cells: use predict(adata_ctrl, condition=...).")

@@ -9,13 +9,14 @@ closes it, ``show=True`` shows it.
 :func:`loss`               loss curves of each training phase
 :func:`trajectories`       generated trajectories over the real cells (off-lineage grey)
 :func:`fold_changes`       predicted vs real log-fold-changes of a perturbation
+:func:`fold_change_panels` the same for several methods from fold-change vectors, one panel each
 =========================  ==========================================================
 """
 
 from exprflow.plotting.embedding import real_vs_generated
 from exprflow.plotting.lineages import trajectories
-from exprflow.plotting.perturbation import fold_changes
+from exprflow.plotting.perturbation import fold_change_panels, fold_changes
 from exprflow.plotting.scores import metrics
 from exprflow.plotting.training import loss
 
-__all__ = ["fold_changes", "loss", "metrics", "real_vs_generated", "trajectories"]
+__all__ = ["fold_change_panels", "fold_changes", "loss", "metrics", "real_vs_generated", "trajectories"]

@@ -59,3 +59,54 @@ def fold_changes(control: AnnData, predicted: AnnData, real: AnnData, *, layer: 
     ax.set_title("fold changes" + ("" if r is None else f": Pearson r = {r:.3f}"))
     ax.legend(frameon=False, fontsize=7)
     return finish(fig, save, show)
+
+
+def fold_change_panels(real_lfc, predicted: dict, *, genes=None, groups=None,
+                       title: str = "predicted vs real log-fold-change", save: str | os.PathLike | None = None,
+                       show: bool | None = None):
+    """Predicted against real log-fold-changes, one panel per method, with the identity line and the
+    Pearson correlation of each (cell-eval's ``pearson_delta``).
+
+    Parameters
+    ----------
+    real_lfc
+        Real log-fold-changes per gene, e.g. ``mean(log1p stim) - mean(log1p ctrl)``
+        (:func:`~exprflow.metrics.perturbation.mean_expression`).
+    predicted
+        Method name -> vector like ``real_lfc``.
+    genes
+        Indices of the genes to show (e.g. the top-100 DE genes); default all.
+    groups
+        A label per shown point (e.g. the held-out cell type when several are pooled), one colour each.
+    title, save, show
+        Figure title; as in :func:`~exprflow.plotting.real_vs_generated`.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    real = np.asarray(real_lfc, dtype=float)
+    idx = np.arange(real.size) if genes is None else np.asarray(genes)
+    labels = np.zeros(idx.size, dtype=str) if groups is None else np.asarray(groups, dtype=str)
+    if labels.size != idx.size or not predicted:
+        raise ExprflowInputError("fold_change_panels needs at least one prediction in predicted= and one groups= "
+                                 "label per shown gene.")
+    fig, axes = new_figure(len(predicted), width=2.6, height=2.9)
+    for ax, (name, lfc) in zip(axes, predicted.items()):
+        pred = np.asarray(lfc, dtype=float)
+        if pred.shape != real.shape:
+            raise ExprflowInputError(f"predicted[{name!r}] has {pred.shape[0]} values; real_lfc has {real.shape[0]}.")
+        for label in np.unique(labels):
+            rows = idx[labels == label]
+            ax.scatter(real[rows], pred[rows], s=4, alpha=0.6, label=label or None)
+        x, y = real[idx], pred[idx]
+        r = np.corrcoef(x, y)[0, 1] if np.ptp(x) > 0 and np.ptp(y) > 0 else None
+        ax.axline((0, 0), slope=1, color="k", lw=0.7, ls="--")
+        ax.set_title(f"{name}\n" + (f"r = {r:.3f}" if r is not None else "r undefined"), fontsize=8)
+        ax.set_xlabel("real LFC", fontsize=8)
+    axes[0].set_ylabel("predicted LFC", fontsize=8)
+    if groups is not None:
+        axes[-1].legend(fontsize=5, loc="lower right")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return finish(fig, save, show)
