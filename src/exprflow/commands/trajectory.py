@@ -47,9 +47,14 @@ def trajectory() -> None:
 
 @trajectory.command()
 @_sampling_options
-@click.option("--time", "time_point", required=True, help="A time on the model's grid (value or level label).")
+@click.option("--time", "time_point", required=True,
+              help="A time on the model's grid (value or level label), or any time inside it with --method.")
+@click.option("--method", type=click.Choice(["auto", "exact", "nearest", "interpolate"]), default="auto",
+              show_default=True, help="A numeric time between grid points: the nearest grid step (time bin) or "
+                                      "states interpolated between its neighbours; auto: nearest for pseudotime "
+                                      "bins, else grid times only.")
 @click.option("--n-cells", type=int, default=500, show_default=True)
-def predict(run, out, time_point, n_cells, context, n_steps, solver, seed, overwrite) -> None:
+def predict(run, out, time_point, method, n_cells, context, n_steps, solver, seed, overwrite) -> None:
     """Cells at one time point (e.g. a held-out one) from a trained RUN into --out."""
     from exprflow.io import write_h5ad_atomic
 
@@ -58,7 +63,7 @@ def predict(run, out, time_point, n_cells, context, n_steps, solver, seed, overw
         raise ExprflowInputError("--n-cells must be at least 1.")
     model = _load(run)
     adata = model.predict(time_point, n_cells=n_cells, context=context or "observed", n_steps=n_steps,
-                          solver=solver, seed=seed)
+                          solver=solver, seed=seed, method=method)
     write_h5ad_atomic(adata, out)
     click.echo(f"{adata.n_obs} cells at {model.setup.time_key}={time_point} written to {out}")
 
