@@ -200,3 +200,5 @@ def test_cli_predict_baselines(trained, held_out, tmp_path):
     assert r.exit_code == 2 and "--condition-key" in r.output and "Traceback" not in r.output
     r = runner.invoke(cli, base + ["--baseline", "latent_arithmetic", "--out", str(tmp_path / "x.h5ad")])
     assert r.exit_code == 2 and "RUN" in r.output
+    r = runner.invoke(cli, base + ["--baseline", "ridge", "--decode", "residual", "--out", str(tmp_path / "x.h5ad")])
+    assert r.exit_code == 2 and "does not apply" in r.output

@@ -57,6 +57,9 @@ def predict(run, data_path, condition, out, n_steps, solver, guidance, decode, b
         raise ExprflowInputError("Give the RUN directory of a model trained with --model perturbation"
                                  + (" (latent_arithmetic works in its latent space)." if baseline else
                                     ", or --baseline NAME with --train FILE."))
+    if baseline is not None and decode != "sample" and (baseline != "latent_arithmetic" or decode == "residual"):
+        raise ExprflowInputError(f"--decode {decode} does not apply to --baseline {baseline} (gene-space baselines "
+                                 "give counts; latent_arithmetic takes sample or mean).")
     model = None
     if run is not None:
         model = load_any_model(run)
@@ -89,7 +92,7 @@ def _predict_baseline(name, model, adata, train_path, condition, seed, decode, k
         check_genes(model.var_names, adata)
         method = BASELINES.get(name).from_model(model, train)
         condition = condition if condition is not None else _only(model.perturbations)
-        return method.predict_adata(adata, condition, seed=seed, decode="mean" if decode == "mean" else "sample")
+        return method.predict_adata(adata, condition, seed=seed, decode=decode)
     if model is not None:
         keys = {"condition_key": keys["condition_key"] or model.setup.condition_key,
                 "control_group": keys["control_group"] or model.config.control_group,
