@@ -201,3 +201,33 @@ def test_warns_about_single_cell_levels_and_all_zero_genes(caplog):
         StateFlow(adata, condition_key="cell_type", backbone_kwargs=TINY)
     assert "['lonely']" in caplog.text and "single cell" in caplog.text
     assert "1 of 12 genes are zero in every cell" in caplog.text and "gene3" in caplog.text
+
+
+def test_a_swap_interrupted_between_its_renames_is_refused_then_resumed(tmp_path, trained, monkeypatch):
+    import os
+
+    out = tmp_path / "run"
+    _complete_run(out, trained)
+    real_rename, calls = os.rename, []
+
+    def dies_on_second(src, dst):  # old model -> trash done, new model -> model never happens
+        calls.append(src)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_rename(src, dst)
+
+    with RunLock(out):
+        start_run_dir(out, OPTIONS, resume=False)
+        monkeypatch.setattr(os, "rename", dies_on_second)
+        with pytest.raises(KeyboardInterrupt):
+            finish_run_dir(out, trained)
+        monkeypatch.setattr(os, "rename", real_rename)
+    assert not (out / "model").exists() and any(p.name.startswith("model.trash-") for p in out.iterdir())
+    with pytest.raises(ExprflowInputError, match="did not finish.*--resume"):
+        load_any_model(out)
+    check_run_dir(out, OPTIONS, overwrite=False, resume=True)
+    with RunLock(out):
+        start_run_dir(out, OPTIONS, resume=True)
+        finish_run_dir(out, trained)
+    assert sorted(p.name for p in out.iterdir()) == ["model", "run.json"]
+    assert load_any_model(out).var_names == trained.var_names
