@@ -31,7 +31,6 @@ import scipy.sparse as sp
 import torch
 from anndata import AnnData
 
-from exprflow.backbones import BACKBONES
 from exprflow.data import iter_dense_batches, prepare_counts
 from exprflow.errors import ExprflowInputError
 from exprflow.models.base import FlowModel
@@ -88,7 +87,7 @@ class LatentFlow(FlowModel):
             raise ExprflowInputError(f"decode must be one of {DECODE_MODES}, got {c.decode!r}.")
         log_lib = np.log(self.data.library_size)
         self.log_library_range = (float(log_lib.min()), float(log_lib.max()))
-        self.library = LogNormalLibrary().fit(self.data.library_size, self.data.conditions)
+        self.library = LogNormalLibrary().fit(self.data.library_size, self.train_codes)
         self.state_mean: np.ndarray | None = None
         self.state_std: np.ndarray | None = None
 
@@ -98,9 +97,7 @@ class LatentFlow(FlowModel):
 
     def _build_networks(self, n_conditions: int) -> None:
         self.vae = CountVAE(len(self.var_names), self.config.vae)
-        self.backbone = BACKBONES.get(self.config.backbone)(
-            dim=self.state_dim, n_conditions=n_conditions, **self._backbone_kwargs()
-        )
+        self.backbone = self._make_backbone(self.state_dim)
         self.objective = self._objective()
 
     # ---------------------------------------------------------------- training
@@ -147,7 +144,7 @@ class LatentFlow(FlowModel):
         logger.info("phase 2/2: rectified flow on the latent means (%d steps)", flow_steps)
         states = self._fit_state_standardiser(self.data.X, self.data.library_size)
         self.plan = FlowTrainingPlan(self.backbone, self.objective, lambda s: s, self.config.flow_optim, 0)
-        fit_plan(self.plan, states, self.data.conditions, batch_size=flow_batch_size, max_epochs=None,
+        fit_plan(self.plan, states, self.train_codes, batch_size=flow_batch_size, max_epochs=None,
                  max_steps=flow_steps, checkpoint_path=ckpt("flow"), **common)
         self.train_seconds = time.perf_counter() - start
         self.history = {"vae": list(self.vae_plan.history), "flow": list(self.plan.history)}

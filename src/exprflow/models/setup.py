@@ -18,7 +18,7 @@ class AnnDataSetup:
     """Which layer holds the values and which obs column holds the condition."""
 
     layer: str | None = None
-    condition_key: str | None = None
+    condition_key: str | list[str] | None = None  # a list: several keys (label combinations)
 
 
 _SETUPS: dict[int, tuple[weakref.ref, AnnDataSetup]] = {}
