@@ -5,6 +5,7 @@ from pathlib import Path
 
 import click
 
+from exprflow.commands.conditions import guidance_options, like_request, parse_guidance
 from exprflow.errors import ExprflowInputError
 
 
@@ -12,18 +13,19 @@ from exprflow.errors import ExprflowInputError
 @click.argument("run", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--n-cells", type=int, default=None, help="Number of cells to generate.")
 @click.option("--like", "like_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="Generate as many cells per condition level as this .h5ad holds.")
+              help="Generate as many cells per condition level (label combination) as this .h5ad holds.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Output .h5ad.")
 @click.option("--n-steps", type=int, default=16, show_default=True)
 @click.option("--solver", default="euler", show_default=True, help="euler | heun | rk4 | dopri5")
-@click.option("--guidance", type=float, default=1.0, show_default=True, help="Classifier-free guidance scale.")
+@guidance_options
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
 @click.option("--chunk-size", type=int, default=None,
               help="Stream: generate and store this many cells at a time (bounded memory, progress bar, "
                    "resumable; see docs/out_of_core.md). Default: all cells in memory at once.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted streamed run (--chunk-size) of the same request.")
-def generate(run, n_cells, like_path, out, n_steps, solver, guidance, seed, overwrite, chunk_size, resume) -> None:
+def generate(run, n_cells, like_path, out, n_steps, solver, guidance, composition, seed, overwrite, chunk_size,
+             resume) -> None:
     """Generate cells from a trained RUN directory (or a model directory) into --out."""
     from exprflow.io import load_any_model, write_h5ad_atomic
 
@@ -33,23 +35,13 @@ def generate(run, n_cells, like_path, out, n_steps, solver, guidance, seed, over
         raise ExprflowInputError("--resume continues a streamed run: give the same --chunk-size as that run.")
     if out.exists() and not overwrite:
         raise ExprflowInputError(f"{out} already exists. Pass --overwrite or choose another --out file.")
+    guidance = parse_guidance(guidance)
     model = load_any_model(run)
-    key = model.setup.condition_key
-    request = {"n_cells": n_cells}
-    if like_path is not None:
-        from exprflow.data import read_adata
-
-        like = read_adata(like_path, backed="r")  # only obs is needed
-        if key is not None:
-            if key not in like.obs:
-                raise ExprflowInputError(f"{like_path} has no obs column {key!r} (the model's condition key); "
-                                         f"available: {', '.join(like.obs.columns) or 'none'}.")
-            counts = like.obs[key].astype(str).value_counts()
-            request = {"conditions": {str(k): int(v) for k, v in counts.items() if v > 0}, "guidance": guidance}
-        else:
-            request = {"n_cells": like.n_obs}
-    else:
+    request = {"n_cells": n_cells} if like_path is None else like_request(model, like_path)
+    if "conditions" in request or like_path is None:
         request["guidance"] = guidance
+    if composition != "joint" or isinstance(guidance, dict):
+        request["composition"] = composition
     if chunk_size is not None:
         path = model.generate_to_file(out, **request, n_steps=n_steps, solver=solver, seed=seed,
                                       chunk_size=chunk_size, resume=resume, overwrite=overwrite)
