@@ -13,7 +13,7 @@ def make_two_attribute_adata(n_cells: int = 400, seed: int = 0):
     from synthetic import make_counts_adata
 
     adata = make_counts_adata(n_cells=n_cells, n_genes=30, seed=seed)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(seed + 1000)  # independent of the cell types drawn with `seed`
     donor = rng.integers(0, 2, size=n_cells)
     X = adata.X.toarray()
     X[donor == 1, :5] = rng.poisson(X[donor == 1, :5] * 6 + 1)
