@@ -110,3 +110,23 @@ def test_missing_key_is_an_input_error():
     adata = make_two_attribute_adata(n_cells=60)
     with pytest.raises(ExprflowInputError, match="batch"):
         StateFlow(adata, condition_key=["cell_type", "batch"])
+
+
+def test_batch_key_decodes_as_if_from_another_batch(tmp_path):
+    adata = make_two_attribute_adata(n_cells=300, seed=2)
+    model = LatentFlow(adata, condition_key="cell_type", batch_key="donor",
+                       backbone_kwargs={"hidden": 32, "depth": 1}, vae={"n_hidden": 64, "n_latent": 4})
+    model.train(max_steps=300, flow_steps=200, batch_size=64, progress_bar=False)
+    assert model.vae.n_batches == 2
+    d1 = model.generate(n_cells=150, conditions="type0", batch="d1", seed=1, decode="mean")
+    d2 = model.generate(n_cells=150, conditions="type0", batch="d2", seed=1, decode="mean")
+    assert (d2.obs["donor"] == "d2").all()
+    assert _donor_signal(d2).mean() > _donor_signal(d1).mean() + 0.5  # the decoder carries the donor effect
+    assert model.generate(n_cells=10, conditions="type0").obs["donor"].isna().all()
+    assert model.get_latent_representation(adata).shape == (adata.n_obs, 4)
+    model.save(str(tmp_path / "b"))
+    loaded = LatentFlow.load(str(tmp_path / "b"))
+    again = loaded.generate(n_cells=150, conditions="type0", batch="d2", seed=1, decode="mean")
+    assert np.allclose(again.X.toarray(), d2.X.toarray(), atol=1e-4)
+    with pytest.raises(ExprflowInputError, match="d3"):
+        model.generate(n_cells=5, conditions="type0", batch="d3")
