@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from exprflow.backbones.embeddings import ConditionEmbedding
 from exprflow.errors import ExprflowInputError
 
 COMPOSITIONS = ("joint", "product")
@@ -108,29 +109,20 @@ class ConditionSpace:
         return cls(tuple(state["keys"]), tuple(tuple(lv) for lv in state["levels"]))
 
 
-class MultiConditionEmbedding(nn.Module):
+class MultiConditionEmbedding(ConditionEmbedding):
     """Packed codes ``(B,)`` -> sum of one embedding per attribute ``(B, out_dim)``, each with a null row.
 
-    Same interface as :class:`~exprflow.backbones.ConditionEmbedding` (``n_conditions``, ``null_code``,
-    ``codes``, ``forward``), so a backbone uses it unchanged.
+    A :class:`~exprflow.backbones.ConditionEmbedding` (same ``n_conditions``, ``null_code`` and
+    ``codes``) without the one table per code, so a backbone uses it unchanged.
     """
 
     def __init__(self, space: ConditionSpace, out_dim: int) -> None:
-        super().__init__()
+        nn.Module.__init__(self)  # not ConditionEmbedding's: no table with a row per packed code
         self.space = space
         self.n_conditions = space.null_code
         self.tables = nn.ModuleList(nn.Embedding(int(n) + 1, out_dim) for n in space.sizes)
         for table in self.tables:
             nn.init.normal_(table.weight, std=0.02)
-
-    @property
-    def null_code(self) -> int:
-        return self.n_conditions
-
-    def codes(self, cond: Tensor | None, batch_size: int, device: torch.device) -> Tensor:
-        if cond is None:
-            return torch.full((batch_size,), self.null_code, dtype=torch.long, device=device)
-        return cond.to(device=device, dtype=torch.long).reshape(batch_size)
 
     def forward(self, codes: Tensor) -> Tensor:
         strides = torch.as_tensor(self.space.strides, device=codes.device)
