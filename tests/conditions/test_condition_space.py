@@ -95,3 +95,21 @@ def test_unknown_attribute_and_composition_are_refused():
         compositional_velocity(net, SPACE, full, {"batch": 2.0})
     with pytest.raises(ExprflowInputError, match="composition"):
         compositional_velocity(net, SPACE, full, {}, "sum")
+
+
+@pytest.mark.parametrize("name", sorted(BACKBONES.names()))
+def test_every_backbone_with_a_condition_table_takes_packed_codes(name):
+    from backbone_helpers import build_backbone, perturb_parameters
+
+    net = build_backbone(name, dim=16)
+    if not hasattr(getattr(net, "cond_embed", None), "table"):
+        with pytest.raises(ExprflowInputError, match="one condition_key"):
+            install_condition_embedding(net, SPACE)
+        return
+    net = perturb_parameters(install_condition_embedding(net, SPACE)).eval()
+    x, t = torch.randn(4, 16), torch.full((4,), 0.5)
+    a = torch.as_tensor(SPACE.pack(np.array([[0, 0]] * 4)))
+    b = torch.as_tensor(SPACE.pack(np.array([[0, 1]] * 4)))
+    with torch.no_grad():
+        va, vb, vnull = net(x, t, a), net(x, t, b), net(x, t, None)
+    assert va.shape == x.shape and not torch.allclose(va, vb) and not torch.allclose(va, vnull)
