@@ -60,3 +60,17 @@ def test_cli_errors_exit_2(files):
     r = run("fit", "--data", d / "train.h5ad", "--condition-key", "cell_type,donor", "--model", "perturbation",
             "--control-group", "d1", "--max-steps", 2, "--out", d / "bad")
     assert r.exit_code == 2 and "one condition_key" in r.output
+
+
+def test_fit_latent_with_batch_key_then_generate(files):
+    import json
+
+    d = files
+    r = run("fit", "--data", d / "train.h5ad", "--condition-key", "cell_type", "--model", "latent",
+            "--model-kwargs", json.dumps({"batch_key": "donor", "vae": {"n_hidden": 32, "n_latent": 4}}),
+            "--max-steps", 10, "--flow-steps", 10, "--out", d / "batch_run")
+    assert r.exit_code == 0, r.output
+    assert json.loads((d / "batch_run" / "model" / "config.json").read_text())["batch_levels"] == ["d1", "d2"]
+    r = run("generate", d / "batch_run", "--n-cells", 12, "--out", d / "b.h5ad", "--n-steps", 2)
+    assert r.exit_code == 0, r.output
+    assert ad.read_h5ad(d / "b.h5ad").obs["donor"].isna().all()
