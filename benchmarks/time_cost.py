@@ -99,7 +99,9 @@ def markdown(result: dict) -> str:
 
 
 def figure(result: dict, path: Path) -> None:
-    from exprflow.plotting.figures import _save, plt
+    import matplotlib.pyplot as plt
+
+    from exprflow.plotting._utils import finish
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for mixer in dict.fromkeys(r["mixer"] for r in result["runs"]):
@@ -114,7 +116,7 @@ def figure(result: dict, path: Path) -> None:
         ax.set_ylabel(label)
         ax.legend(frameon=False)
     axes[0].set_title("sequence flow step vs T (1 thread)")
-    _save(fig, path)
+    finish(fig, path, show=False)
 
 
 def main() -> None:

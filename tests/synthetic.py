@@ -25,3 +25,19 @@ def make_counts_adata(n_cells: int = 120, n_genes: int = 50, n_types: int = 3, s
         var=pd.DataFrame(index=[f"gene{j}" for j in range(n_genes)]),
     )
     return adata
+
+
+def make_perturbation_arms(n_types: int = 2, seed: int = 2) -> tuple[ad.AnnData, ad.AnnData]:
+    """``(both arms, control cells)``: 60 control cells per type x 15 genes, and a 'stim' copy whose genes
+    0-2 are multiplied by ``2 + type index``; ``obs["condition"]`` is ``ctrl`` / ``stim``."""
+    adata = make_counts_adata(n_cells=60 * n_types, n_genes=15, n_types=n_types, seed=seed)
+    stim = adata.copy()
+    dense = stim.X.toarray()
+    factor = 2.0 + np.array([int(str(t)[-1]) for t in stim.obs["cell_type"]], dtype=float)
+    dense[:, :3] *= factor[:, None]
+    stim.X = sp.csr_matrix(dense)
+    adata.obs["condition"], stim.obs["condition"] = "ctrl", "stim"
+    stim.obs_names = [f"s{i}" for i in range(stim.n_obs)]
+    both = ad.concat([adata, stim])
+    both.obs["condition"] = pd.Categorical(both.obs["condition"])
+    return both, adata

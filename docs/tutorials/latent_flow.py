@@ -22,6 +22,7 @@ import matplotlib.pyplot as plt
 import scanpy as sc
 from sklearn.model_selection import train_test_split
 
+import exprflow as ef
 from exprflow import LatentFlow, evaluate, format_report
 from exprflow.datasets import bundled_path
 
@@ -36,9 +37,15 @@ train_names, test_names = train_test_split(
 )
 train, test = adata[train_names].copy(), adata[test_names].copy()
 
-# 2. Model: counts from X (layer=None), conditioned on obs["cell_type"].
-model = LatentFlow(train, layer=None, condition_key="cell_type")
+# 2. Model: counts from X (layer=None), conditioned on obs["cell_type"]. setup_anndata stores this in
+#    train.uns (copies and subsets keep it); it is the only change exprflow makes to your AnnData.
+LatentFlow.setup_anndata(train, layer=None, condition_key="cell_type")
+print(ef.view_anndata_setup(train))
+model = LatentFlow(train)
 model.train(max_steps=300, flow_steps=300, progress_bar=False)  # VAE steps, then flow steps
+print(model)
+print(model.history["flow"].tail(3))  # one DataFrame per training phase: "vae" and "flow"
+ef.pl.loss(model, save=out / "loss.png")
 
 # 3. Generate as many cells of each type as the test set has: an AnnData of integer sparse counts,
 #    the same var_names, obs["cell_type"] and obs["source"] == "generated", provenance in uns.
@@ -63,6 +70,7 @@ result = evaluate(test, generated, train, condition_key="cell_type", seed=0)
 report = format_report(result)
 print(report)
 (out / "report.md").write_text(report)
+ef.pl.metrics(result, save=out / "metrics.png")  # per cell type, model beside the floor
 
 # 6. Save and reload: the reloaded model generates exactly the same cells for the same seed.
 model.save(out / "model", overwrite=True)

@@ -18,10 +18,8 @@ import anndata as ad
 import matplotlib
 
 matplotlib.use("Agg")  # write figures to files; remove in a notebook
-import matplotlib.pyplot as plt
-import numpy as np
-import scanpy as sc
 
+import exprflow as ef
 from exprflow import TrajectoryFlow
 
 data_dir = Path(os.environ.get("EXPRFLOW_DATA", "data"))
@@ -46,27 +44,10 @@ print(cells)
 paths = model.generate_trajectories(30, seed=0)
 print(paths.obs.head(8))
 
-# 4. Draw the generated trajectories over the real cells (PCA fitted on the real cells).
-real = paul15[paul15.obs["weight_lineage1"] >= 0.5].copy()
-sc.pp.normalize_total(real, target_sum=1e4)
-sc.pp.log1p(real)
-sc.pp.pca(real, n_comps=2)
-gen = paths.copy()
-sc.pp.normalize_total(gen, target_sum=1e4)
-sc.pp.log1p(gen)
-pcs = real.varm["PCs"]
-mean = np.asarray(real.X.mean(axis=0)).ravel()
-z_real = real.obsm["X_pca"]
-z_gen = (np.asarray(gen.X.toarray() if hasattr(gen.X, "toarray") else gen.X) - mean) @ pcs
-fig, ax = plt.subplots(figsize=(6, 5))
-points = ax.scatter(z_real[:, 0], z_real[:, 1], c=real.obs["pseudotime_lineage1"], s=5, cmap="viridis")
-for i in range(paths.obs["trajectory"].nunique()):
-    rows = np.flatnonzero(paths.obs["trajectory"].to_numpy() == i)
-    ax.plot(z_gen[rows, 0], z_gen[rows, 1], color="0.2", lw=0.7, alpha=0.7)
-fig.colorbar(points, label="pseudotime (lineage 1)")
-ax.set(xlabel="PC1", ylabel="PC2", title="30 generated trajectories over the real cells")
-fig.savefig(out / "trajectories.png", dpi=100, bbox_inches="tight")
-plt.close(fig)
+# 4. Draw the generated trajectories over the real cells (PCA fitted on the real cells); cells off
+#    lineage 1 (weight 0) are drawn in grey.
+ef.pl.trajectories(paul15, paths, time_key="pseudotime_lineage1", weight_key="weight_lineage1",
+                   save=out / "trajectories.png")
 
 model.save(out / "model", overwrite=True)
 print("wrote", sorted(p.name for p in out.iterdir()))

@@ -7,6 +7,7 @@ The representation follows the data's structure (see ``docs/architecture.md``)::
 Top-level names are imported lazily, so ``import exprflow`` (and ``exprflow --help``) stays fast::
 
     from exprflow import StateFlow, evaluate
+    import exprflow as ef; ef.pl.real_vs_generated(real, generated)    # plotting, scanpy style
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ _LAZY = {
     "TrajectoryFlow": "exprflow.models",
     "LIKELIHOODS": "exprflow.distributions",
     "MODELS": "exprflow.models",
+    "view_anndata_setup": "exprflow.models",
     "NucleotideLM": "exprflow.models.nucleotide_lm",
     "BACKBONES": "exprflow.backbones",
     "evaluate": "exprflow.metrics",
@@ -35,10 +37,15 @@ _LAZY = {
     "prepare_counts": "exprflow.data",
 }
 
-__all__ = ["__version__", *_LAZY]
+__all__ = ["__version__", "pl", *_LAZY]
+
+
+_MODULES = {"pl": "exprflow.plotting"}
 
 
 def __getattr__(name: str):
+    if name in _MODULES:
+        return importlib.import_module(_MODULES[name])
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'exprflow' has no attribute {name!r}")

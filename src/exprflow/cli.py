@@ -17,13 +17,13 @@ logger = logging.getLogger("exprflow")
 
 
 class _Group(click.Group):
-    """Turns :class:`ExprflowInputError` into a clean message and exit code 2."""
+    """Turns :class:`ExprflowInputError` into a clean message worded for the CLI (flags) and exit code 2."""
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except ExprflowInputError as exc:
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {exc.cli_message()}", err=True)
             sys.exit(2)
 
 

@@ -6,9 +6,10 @@ Used by ``exprflow demo`` and by the benchmark grid. The run directory holds::
     model/           the trained model (``Model.load``)
     generated.h5ad   generated cells (as many per condition level as the test split holds)
     metrics.json     docs/evaluation.md protocol (model, floor, ratios)
-    report.md        the metrics as a table
+    report.md        run facts, figures and the metrics table (exprflow.run_report, as every command writes)
     umap.png         real (test) vs generated UMAP in the protocol's PCA space
-    loss.png         training loss curve
+    metrics.png      per-condition metrics beside the floor
+    loss.png         training loss curves
 
 It is assembled in a temporary sibling directory and moved into place at the end, so an
 interrupted run never leaves a half-written directory under the final name.
@@ -27,14 +28,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from anndata import AnnData
 
 from exprflow import __version__
 from exprflow.data import prepare_counts, split_indices
 from exprflow.errors import ExprflowInputError
-from exprflow.metrics import PROTOCOL_VERSION, ReferenceSpace, evaluate, format_report
+from exprflow.metrics import PROTOCOL_VERSION, evaluate
 from exprflow.models import MODELS
 
 logger = logging.getLogger(__name__)
@@ -119,7 +119,7 @@ def run_experiment(
 
 
 def _write_run_dir(out, model, generated, test, train, summary, layer, condition_key, plots, overwrite) -> None:
-    from exprflow.plotting import plot_loss_curve, plot_real_vs_generated_umap
+    from exprflow.run_report import write_report
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
@@ -128,14 +128,9 @@ def _write_run_dir(out, model, generated, test, train, summary, layer, condition
         generated.write_h5ad(tmp / "generated.h5ad")
         (tmp / "metrics.json").write_text(json.dumps(summary["metrics"], indent=2))
         (tmp / "config.json").write_text(json.dumps({k: v for k, v in summary.items() if k != "metrics"}, indent=2))
-        (tmp / "report.md").write_text(_report(summary))
-        if plots:
-            ref = ReferenceSpace(n_components=30, counts=True).fit(_matrix(train, layer))
-            labels_real = test.obs[condition_key].astype(str).to_numpy() if condition_key else None
-            labels_gen = generated.obs[condition_key].astype(str).to_numpy() if condition_key else None
-            plot_real_vs_generated_umap(ref.transform(_matrix(test, layer)), ref.transform(generated.X),
-                                        tmp / "umap.png", labels_real, labels_gen)
-            plot_loss_curve(model.history, tmp / "loss.png")
+        write_report(tmp, title=f"exprflow run: model `{summary['spec']['model']}`", facts=run_facts(summary),
+                     result=summary["metrics"], model=model, real=test, generated=generated, reference=train,
+                     layer=layer, condition_key=condition_key, plots=plots, seed=summary["spec"]["seed"])
         if out.exists() and overwrite:
             shutil.rmtree(out)
         os.replace(tmp, out)
@@ -144,22 +139,14 @@ def _write_run_dir(out, model, generated, test, train, summary, layer, condition
     logger.info("run directory written to %s", out)
 
 
-def _matrix(adata: AnnData, layer: str | None):
-    return adata.X if layer is None else adata.layers[layer]
-
-
-def _report(summary: dict) -> str:
+def run_facts(summary: dict) -> list[str]:
+    """The report's lines on data, training and sampling of one experiment."""
     spec = summary["spec"]
-    lines = [
-        f"# exprflow run: model `{spec['model']}`",
-        "",
-        f"- data: {summary['n_train']} train / {summary['n_test']} test cells x {summary['n_genes']} genes,"
+    return [
+        f"data: {summary['n_train']} train / {summary['n_test']} test cells x {summary['n_genes']} genes,"
         f" condition key `{summary['condition_key']}`",
-        f"- training: {summary['train_wall_s']:.1f} s wall, {summary['train_cpu_s']:.1f} CPU-s"
+        f"training: {summary['train_wall_s']:.1f} s wall, {summary['train_cpu_s']:.1f} CPU-s"
         f" ({summary['torch_threads']} torch threads)",
-        f"- sampling: {spec['solver']} with {spec['n_steps']} steps ({summary['nfe']} NFE),"
+        f"sampling: {spec['solver']} with {spec['n_steps']} steps ({summary['nfe']} NFE),"
         f" {summary['cells_per_s']:.0f} cells/s",
-        "",
-        format_report(summary["metrics"]),
     ]
-    return "\n".join(lines) + "\n"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -32,16 +31,25 @@ def write_text_atomic(text: str, path: str | os.PathLike) -> Path:
 
 
 def load_any_model(path: str | os.PathLike):
-    """Load the model in ``path`` (a model directory, or a run directory holding ``model/``)."""
+    """Load the model in ``path`` (a model directory, or a run directory holding ``model/``).
+
+    A run directory must hold the finished model of its own run (see :mod:`exprflow.models.run_dir`);
+    an interrupted, running or mixed run is refused with what to do.
+    """
     from exprflow.models import MODELS
+    from exprflow.models.persistence import read_model_config
+    from exprflow.models.run_dir import MODEL_DIR, RUN_FILE, check_run_readable
 
     path = Path(path)
-    if (path / "model" / "config.json").exists():
-        path = path / "model"
-    cfg = path / "config.json"
-    if not cfg.exists():
+    if (path / RUN_FILE).is_file():
+        check_run_readable(path)
+        if (path / MODEL_DIR).is_dir():
+            path = path / MODEL_DIR
+    elif (path / MODEL_DIR / "config.json").exists():
+        path = path / MODEL_DIR
+    if not (path / "config.json").exists():
         raise ExprflowInputError(f"{path} holds no exprflow model (no config.json); give a run or model directory.")
-    kind = json.loads(cfg.read_text()).get("model")
+    kind = read_model_config(path).get("model")
     by_class = {MODELS.get(name).__name__: MODELS.get(name) for name in MODELS.names()}
     if kind not in by_class:
         raise ExprflowInputError(f"{path} holds an unknown model type {kind!r}; known: {', '.join(by_class)}.")

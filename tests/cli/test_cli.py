@@ -52,6 +52,16 @@ def test_fit_generate_evaluate_roundtrip(files):
     assert r.exit_code == 0, r.output
     metrics = json.loads((d / "metrics.json").read_text())
     assert metrics["protocol_version"] == 1 and metrics["metrics"]["energy"] > 0
+    assert "- `c2st_knn`:" in r.output  # one line per metric says what it means and what good is
+    # every command that makes a run writes the same report: report.md + figures
+    assert "![" in (d / "run" / "report.md").read_text()
+    for folder, figures in ((d / "gen_report", ["umap.png"]), (d / "metrics_report", ["umap.png"])):
+        assert "## Figures" in (folder / "report.md").read_text()
+        assert all((folder / f).stat().st_size > 0 for f in figures)
+    assert "What the metrics mean" in (d / "metrics_report" / "report.md").read_text()
+    r = run("evaluate", "--real", d / "test.h5ad", "--generated", d / "gen.h5ad", "--train", d / "train.h5ad",
+            "--out", d / "quick.json", "--no-plots")
+    assert r.exit_code == 0 and sorted(p.name for p in (d / "quick_report").iterdir()) == ["report.md"]
 
 
 def test_fit_latent_model_with_likelihood(files):

@@ -130,3 +130,13 @@ def test_batch_key_decodes_as_if_from_another_batch(tmp_path):
     assert np.allclose(again.X.toarray(), d2.X.toarray(), atol=1e-4)
     with pytest.raises(ExprflowInputError, match="d3"):
         model.generate(n_cells=5, conditions="type0", batch="d3")
+
+
+def test_setup_with_several_keys_survives_an_h5ad_round_trip(tmp_path):
+    import anndata as ad
+
+    adata = make_two_attribute_adata(n_cells=80, seed=3)
+    StateFlow.setup_anndata(adata, condition_key=KEYS)
+    adata.write_h5ad(tmp_path / "a.h5ad")
+    model = StateFlow(ad.read_h5ad(tmp_path / "a.h5ad"), backbone_kwargs={"hidden": 16, "depth": 1})
+    assert model.condition_keys == KEYS and model.condition_space.keys == tuple(KEYS)

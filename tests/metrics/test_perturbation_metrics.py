@@ -84,3 +84,67 @@ def test_mismatched_genes_is_a_clear_error():
     ctrl, stim = _arms()
     with pytest.raises(ExprflowInputError, match="same genes"):
         perturbation_metrics(stim[:, :10], stim, ctrl)
+
+
+# ----------------------------------------------------------------- field metrics (cell-eval's definitions)
+from exprflow.metrics.perturbation import (  # noqa: E402
+    cell_eval_anndata,
+    de_direction_agreement,
+    de_overlap,
+    de_table,
+    discrimination_score,
+    field_metrics,
+)
+from exprflow.metrics.reference import normalise_rows  # noqa: E402
+
+
+def test_de_table_is_mann_whitney_bh_and_geometric_mean_log2fc():
+    ctrl, stim = _arms(seed=3)
+    de = de_table(stim, ctrl)
+    a, b = normalise_rows(stim).toarray(), normalise_rows(ctrl).toarray()
+    p = np.array([mannwhitneyu(a[:, g], b[:, g], method="asymptotic").pvalue for g in range(a.shape[1])])
+    order = np.argsort(p)
+    bh = np.minimum.accumulate((p[order] * p.size / np.arange(1, p.size + 1))[::-1])[::-1]
+    expected = np.empty_like(p)
+    expected[order] = np.minimum(bh, 1)
+    assert np.allclose(de["fdr"], expected)
+    assert np.allclose(de["log2fc"], np.log2(np.expm1(a.mean(0)) / np.expm1(b.mean(0))))
+    assert np.all(de["fdr"][:5] < 0.05)  # the boosted genes
+
+
+def test_de_overlap_and_direction_closed_forms():
+    real = {"log2fc": np.array([3.0, -2.0, 1.0, 0.5, 0.1]), "fdr": np.array([0.01, 0.01, 0.01, 0.5, 0.01])}
+    pred = {"log2fc": np.array([0.2, 2.5, -1.0, 4.0, 0.0]), "fdr": np.array([0.01, 0.01, 0.9, 0.01, 0.9])}
+    # real significant by |lfc|: 0, 1, 2, 4; pred significant by |lfc|: 3, 1, 0
+    assert de_overlap(real, pred, None) == pytest.approx(2 / 4)
+    assert de_overlap(real, pred, 2) == pytest.approx(1 / 2)  # {0, 1} vs {3, 1}
+    assert de_direction_agreement(real, pred) == pytest.approx(1 / 4)  # only gene 0 keeps its sign
+    nothing = {"log2fc": np.zeros(5), "fdr": np.ones(5)}
+    assert de_overlap(real, nothing, None) == 0.0 and de_direction_agreement(nothing, pred) is None
+
+
+def test_discrimination_score_ranks():
+    real = np.array([[0.0, 0.0], [1.0, 0.0], [5.0, 5.0]])
+    assert np.allclose(discrimination_score(real, real), 1.0)
+    pred = np.array([[5.0, 5.0], [1.1, 0.0], [0.9, 0.1]])  # row 0 closest to real 2, row 2 closest to real 1
+    assert np.allclose(discrimination_score(pred, real), [1 - 2 / 3, 1.0, 1 - 2 / 3])
+    with pytest.raises(ExprflowInputError, match="same 2-D shape"):
+        discrimination_score(pred[:2], real)
+
+
+def test_field_metrics_of_the_real_cells_are_perfect_and_no_change_is_not():
+    ctrl, stim = _arms(seed=4)
+    m = field_metrics(stim, stim, ctrl, n_top=10, de_k=10)
+    assert m["pearson_delta_all"] == pytest.approx(1.0) and m["pearson_delta_top10"] == pytest.approx(1.0)
+    assert m["mae"] == 0.0 and m["de_overlap_at_N"] == 1.0 and m["de_direction_agreement"] == 1.0
+    assert m["n_de_real"] == m["n_de_pred"] >= 5
+    none = field_metrics(ctrl, stim, ctrl, n_top=10, de_k=10)
+    assert none["pearson_delta_all"] is None and none["de_overlap_at_N"] == 0.0 and none["mae"] > 0
+    assert np.allclose(none["effect"], 0.0)
+
+
+def test_cell_eval_layout():
+    ctrl, stim = _arms(seed=5)
+    out = cell_eval_anndata({"ctrl": ctrl, "stim": stim}, [f"g{i}" for i in range(ctrl.shape[1])])
+    assert list(out.obs["target"].value_counts().sort_index()) == [ctrl.shape[0], stim.shape[0]]
+    assert np.allclose(out.X[: ctrl.shape[0]].toarray(), normalise_rows(ctrl).toarray(), atol=1e-6)

@@ -142,9 +142,9 @@ def test_partial_or_corrupted_model_directory_is_a_clear_error(trained, tmp_path
 
 @pytest.mark.parametrize("name", sorted(SMALL))
 def test_user_anndata_is_not_modified(counts_adata, name):
-    before = counts_adata.copy()
     cls = MODELS.get(name)
-    cls.setup_anndata(counts_adata, condition_key="cell_type")
+    cls.setup_anndata(counts_adata, condition_key="cell_type")  # the one writer: uns["_exprflow_setup"]
+    before = counts_adata.copy()
     model = cls(counts_adata, **SMALL[name][0])
     train_kw = {**SMALL[name][1], "max_steps": 3, "batch_size": 32}
     if "flow_steps" in train_kw:
@@ -152,7 +152,8 @@ def test_user_anndata_is_not_modified(counts_adata, name):
     model.train(progress_bar=False, **train_kw)
     assert (counts_adata.X != before.X).nnz == 0
     assert counts_adata.obs.equals(before.obs) and counts_adata.uns.keys() == before.uns.keys()
-    assert model.setup.condition_key == "cell_type"  # remembered by setup_anndata
+    assert counts_adata.uns["_exprflow_setup"] == before.uns["_exprflow_setup"]
+    assert model.setup.condition_key == "cell_type"  # stored by setup_anndata
 
 
 @pytest.mark.parametrize("name", sorted(SMALL))

@@ -2,13 +2,12 @@
 
 import anndata as ad
 import numpy as np
-import pandas as pd
 import pytest
 import scipy.sparse as sp
 import torch
 from click.testing import CliRunner
 from shared_data import shared_path
-from synthetic import make_counts_adata
+from synthetic import make_perturbation_arms
 
 from exprflow.backbones.sequence import MIXERS
 from exprflow.cli import cli
@@ -97,23 +96,8 @@ def test_sequence_backbones_train_and_predict(held_out, trained):
         PerturbationFlow(train, condition_key="condition", control_group="ctrl", backbone="s4d", source_token=False)
 
 
-def _toy_arms():
-    """Two cell types; 'stim' multiplies genes 0-2 by 5 (type0) or 3 (type1)."""
-    adata = make_counts_adata(n_cells=120, n_genes=15, n_types=2, seed=2)
-    stim = adata.copy()
-    dense = stim.X.toarray()
-    factor = np.where(stim.obs["cell_type"].to_numpy() == "type0", 5.0, 3.0)
-    dense[:, :3] *= factor[:, None]
-    stim.X = sp.csr_matrix(dense)
-    adata.obs["condition"], stim.obs["condition"] = "ctrl", "stim"
-    stim.obs_names = [f"s{i}" for i in range(stim.n_obs)]
-    both = ad.concat([adata, stim])
-    both.obs["condition"] = pd.Categorical(both.obs["condition"])
-    return both, adata
-
-
 def test_identity_and_mean_shift_baselines_exact():
-    both, ctrl = _toy_arms()
+    both, ctrl = make_perturbation_arms()
     assert (identity_prediction(ctrl) != ctrl.X).nnz == 0
     shift = MeanShift().fit(both, condition_key="condition", control_group="ctrl", cell_type_key="cell_type")
     y = normalise_rows(both.X).toarray()
@@ -165,3 +149,54 @@ def test_cli_fit_predict(held_out, tmp_path):
     r = runner.invoke(cli, ["predict", str(tmp_path / "run"), "--data", str(tmp_path / "train.h5ad"),
                             "--out", str(tmp_path / "p2.h5ad")])
     assert r.exit_code == 2 and "control cells" in r.output
+
+
+def test_residual_decode_is_the_control_cell_plus_the_decoded_shift(trained, held_out):
+    _, ctrl = held_out
+    pred = trained.predict(ctrl, condition="stim", seed=0, decode="residual")
+    assert np.issubdtype(pred.X.dtype, np.integer) and pred.uns["exprflow"]["decode"] == "residual"
+    states, _ = trained.encode_states(ctrl)
+    moved = trained.transport(states, "stim")
+    shift = normalise_rows(trained.decode_states(moved, sample=False)) - normalise_rows(
+        trained.decode_states(states, sample=False))
+    expected = np.maximum(normalise_rows(ctrl.X).toarray() + shift, 0)
+    library = np.asarray(ctrl.X.sum(axis=1)).ravel()
+    # stochastic rounding keeps the expectation: compare per-gene means of counts
+    want = (np.expm1(expected) * library[:, None] / 1e4).mean(0)
+    got = np.asarray(pred.X.mean(axis=0)).ravel()
+    assert np.abs(got - want).max() < 0.1 * max(want.max(), 1)
+    with pytest.raises(ExprflowInputError, match="decode must be one of"):
+        trained.predict(ctrl, condition="stim", decode="median")
+
+
+def test_latent_arithmetic_from_a_loaded_model_needs_and_uses_the_training_cells(trained, held_out, tmp_path):
+    train, ctrl = held_out
+    trained.save(tmp_path / "run")
+    loaded = PerturbationFlow.load(tmp_path / "run")
+    with pytest.raises(ExprflowInputError, match="training cells"):
+        LatentArithmetic.from_model(loaded)
+    again = LatentArithmetic.from_model(loaded, train)
+    assert np.allclose(again.delta, LatentArithmetic.from_model(trained).delta, atol=1e-4)
+    out = again.predict_adata(ctrl, "stim")
+    assert out.uns["exprflow"]["model"] == "latent_arithmetic" and out.n_obs == ctrl.n_obs
+
+
+def test_cli_predict_baselines(trained, held_out, tmp_path):
+    train, ctrl = held_out
+    train.write_h5ad(tmp_path / "train.h5ad")
+    ctrl.write_h5ad(tmp_path / "ctrl.h5ad")
+    trained.save(tmp_path / "run")
+    runner = CliRunner()
+    base = ["predict", "--data", str(tmp_path / "ctrl.h5ad"), "--train", str(tmp_path / "train.h5ad")]
+    r = runner.invoke(cli, base + ["--baseline", "ridge", "--condition-key", "condition", "--control-group", "ctrl",
+                                   "--cell-type-key", "cell_type", "--out", str(tmp_path / "ridge.h5ad")])
+    assert r.exit_code == 0, r.output
+    pred = ad.read_h5ad(tmp_path / "ridge.h5ad")
+    assert pred.n_obs == ctrl.n_obs and pred.uns["exprflow"]["model"] == "ridge"
+    r = runner.invoke(cli, [base[0], str(tmp_path / "run")] + base[1:] + ["--baseline", "latent_arithmetic",
+                                                                          "--out", str(tmp_path / "la.h5ad")])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(cli, base + ["--baseline", "mean_shift", "--out", str(tmp_path / "x.h5ad")])
+    assert r.exit_code == 2 and "--condition-key" in r.output and "Traceback" not in r.output
+    r = runner.invoke(cli, base + ["--baseline", "latent_arithmetic", "--out", str(tmp_path / "x.h5ad")])
+    assert r.exit_code == 2 and "RUN" in r.output

@@ -112,7 +112,7 @@ def test_user_anndata_untouched_and_flow_retrained_on_a_shared_vae(trained, kang
     model = PopulationFlow(kang, condition_key="sample_id", population_size=1, **SMALL)
     model.vae.load_state_dict(trained.vae.state_dict())
     model.train_flow(3, 8, progress_bar=False)
-    assert model.is_trained and model.history["vae"] == [] and len(model.history["flow"]) == 3
+    assert model.is_trained and model.history["vae"].empty and len(model.history["flow"]) == 3
     assert model.generate_populations(4, condition="ctrl101", n_steps=2).n_obs == 4
     assert (kang.X != before.X).nnz == 0 and kang.obs.equals(before.obs) and kang.uns.keys() == before.uns.keys()
 

@@ -25,7 +25,7 @@ def trained(request):
 
 def test_training_reduces_loss_and_learns_type_profiles(trained):
     adata, model = trained
-    losses = np.array([h[1] for h in model.history])
+    losses = model.history["flow"]["loss"].to_numpy()
     assert losses[-20:].mean() < losses[:20].mean()
     # generated cells of each type must be closer (in mean log profile) to their own type than to others
     gen = model.generate(conditions={f"type{k}": 150 for k in range(3)}, n_steps=16, seed=2)

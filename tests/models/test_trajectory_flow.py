@@ -48,6 +48,25 @@ def test_hsmm_predicts_a_held_out_time_point(hsmm_loo):
         model.predict(30, n_cells=5)
 
 
+def test_numeric_times_between_grid_points(hsmm_loo):
+    model, _, _ = hsmm_loo
+    near = model.predict(30, n_cells=6, n_steps=2, seed=2, method="nearest")  # grid 0, 24, 48, 72: 24 is nearest
+    exact = model.predict(24, n_cells=6, n_steps=2, seed=2)
+    np.testing.assert_array_equal(near.X.toarray(), exact.X.toarray())
+    assert near.uns["exprflow"]["grid_steps"] == ["24", "24"]
+    mid = model.predict(36, n_cells=6, n_steps=2, seed=2, method="interpolate", decode="mean")
+    assert (mid.obs["Hours"] == 36.0).all() and mid.uns["exprflow"]["grid_steps"] == ["24", "48"]
+    assert mid.uns["exprflow"]["weight"] == pytest.approx(0.5)
+    states, _ = model.sample_states(6, context="observed", n_steps=2, seed=2)
+    expected = model.encoder.decode(0.5 * states[:, 1] + 0.5 * states[:, 2], np.random.default_rng(2), sample=False)
+    np.testing.assert_allclose(mid.X.toarray(), np.asarray(expected.todense() if hasattr(expected, "todense")
+                                                              else expected), rtol=1e-5)
+    with pytest.raises(ExprflowInputError, match="method='nearest'"):
+        model.predict(36, n_cells=2)  # a grid of observed times: off-grid times only on request
+    with pytest.raises(ExprflowInputError, match="times 0 to 72"):
+        model.predict(100, n_cells=2, method="nearest")
+
+
 def test_generated_trajectories_and_observed_steps_reproduced(hsmm_loo):
     model, _, _ = hsmm_loo
     traj = model.generate_trajectories(6, n_steps=4)
@@ -82,6 +101,8 @@ def test_paul15_bins_with_count_vae():
     assert model.representation == "count_vae" and model.time_labels == ["bin0", "bin1", "bin2", "bin3"]
     assert set(model.history) == {"vae", "flow"}
     pred = model.predict("bin2", n_cells=12, n_steps=2)
+    by_time = model.predict(float(model.time_grid[2]) + 1e-3, n_cells=12, n_steps=2)  # numeric: nearest bin
+    assert by_time.uns["exprflow"]["grid_steps"] == ["bin2", "bin2"] and (by_time.obs["time_label"] == "bin2").all()
     counts = pred.X.toarray()
     assert pred.shape == (12, adata.n_vars) and np.array_equal(counts, np.round(counts)) and (counts >= 0).all()
     traj = model.generate_trajectories(3, n_steps=2)

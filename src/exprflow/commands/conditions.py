@@ -53,12 +53,11 @@ def parse_guidance(values) -> float | dict[str, float]:
     return weights if weights else (plain[0] if plain else 1.0)
 
 
-def like_request(model, like_path: Path) -> dict:
-    """``generate`` keyword arguments for as many cells per condition (combination) as ``like_path`` holds."""
-    from exprflow.data import read_adata
+def like_request(model, like, like_path: Path) -> dict:
+    """``generate`` keyword arguments for as many cells per condition (combination) as ``like`` (read
+    from ``like_path``) holds."""
     from exprflow.models.conditions import COUNT_COLUMN
 
-    like = read_adata(like_path, backed="r")  # only obs is needed
     keys = getattr(model, "condition_keys", None) or ([] if model.setup.condition_key is None
                                                       else [model.setup.condition_key])
     if not keys:

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from exprflow.commands.generate import report_folder
+from exprflow.commands.options import no_plots_option
 
 logger = logging.getLogger("exprflow")
 
@@ -22,11 +24,15 @@ logger = logging.getLogger("exprflow")
 @click.option("--no-counts", is_flag=True, help="Values are not counts (e.g. FPKM): log1p only.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="metrics.json to write.")
-def evaluate_cmd(real_path, gen_path, train_path, layer, condition_key, no_counts, seed, out) -> None:
-    """Score generated cells with the evaluation protocol (docs/evaluation.md); writes metrics.json and prints the table."""
+@no_plots_option
+def evaluate_cmd(real_path, gen_path, train_path, layer, condition_key, no_counts, seed, out, no_plots) -> None:
+    """Score generated cells with the evaluation protocol (docs/evaluation.md); writes metrics.json, prints the
+    table (one line per metric says what it means and what good is) and writes OUT_report/report.md beside
+    --out with figures (real vs generated UMAP, per-condition metrics)."""
     from exprflow.data import read_adata, split_indices
     from exprflow.io import write_text_atomic
     from exprflow.metrics import evaluate, format_report
+    from exprflow.run_report import write_report
 
     real, generated = read_adata(real_path), read_adata(gen_path)
     if train_path is not None:
@@ -40,6 +46,13 @@ def evaluate_cmd(real_path, gen_path, train_path, layer, condition_key, no_count
                       seed=seed)
     write_text_atomic(json.dumps(result, indent=2), out)
     click.echo(format_report(result))
+    facts = [f"real test cells: `{real_path}`" + ("" if train_path else " (its other half: the train reference)"),
+             f"generated cells: `{gen_path}`", f"train (reference) cells: `{train_path or real_path}`",
+             f"metrics written to `{out}`"]
+    report = write_report(report_folder(out), title="exprflow evaluate", facts=facts, result=result, real=real,
+                          generated=generated, reference=train, layer=layer, condition_key=condition_key,
+                          counts=not no_counts, plots=not no_plots, seed=seed)
+    click.echo(f"report written to {report}")
 
 
 def _codes(labels):

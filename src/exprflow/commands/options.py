@@ -8,6 +8,11 @@ import click
 
 from exprflow.errors import ExprflowInputError
 
+def no_plots_option(f):
+    """``--no-plots``: the run's report.md without figures (exprflow.run_report)."""
+    return click.option("--no-plots", is_flag=True, help="Write report.md without figures (faster).")(f)
+
+
 def model_options(f):
     from exprflow.backbones import BACKBONES
     from exprflow.distributions import LIKELIHOODS

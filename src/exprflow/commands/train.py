@@ -7,16 +7,19 @@ import click
 
 from exprflow.commands.conditions import condition_key_option, parse_condition_keys
 from exprflow.commands.options import (DEFAULT_CHECKPOINT_EVERY, build_model_kwargs, build_run_kwargs,
-                                       build_train_kwargs, model_options, parse_json_object)
+                                       build_train_kwargs, model_options, no_plots_option, parse_json_object)
 
 
 @click.command()
 @click.option("--out", type=click.Path(path_type=Path), default=Path("runs/demo"), show_default=True,
               help="Run directory to write.")
 @model_options
+@no_plots_option
 def demo(out, model_name, backbone, backbone_kwargs, likelihood, flow_steps, max_epochs, max_steps, batch_size, seed,
-         overwrite) -> None:
-    """Train on the bundled PBMC3k data (cell-type conditional), generate the test split's cells, evaluate."""
+         overwrite, no_plots) -> None:
+    """Train on the bundled PBMC3k data (cell-type conditional), generate the test split's cells, evaluate.
+
+    Writes OUT/report.md with its figures (umap.png, metrics.png, loss.png), as every run does."""
     from exprflow.datasets import pbmc3k
     from exprflow.experiment import ExperimentSpec, run_experiment
 
@@ -24,7 +27,7 @@ def demo(out, model_name, backbone, backbone_kwargs, likelihood, flow_steps, max
     spec = ExperimentSpec(model=model_name, model_kwargs=build_model_kwargs(model_name, backbone, likelihood, backbone_kwargs),
                           max_epochs=max_epochs, max_steps=max_steps, batch_size=batch_size, seed=seed,
                           train_kwargs={k: v for k, v in train.items() if k == "flow_steps"})
-    summary = run_experiment(pbmc3k(), spec, out, condition_key="cell_type", overwrite=overwrite)
+    summary = run_experiment(pbmc3k(), spec, out, condition_key="cell_type", overwrite=overwrite, plots=not no_plots)
     _echo_summary(summary, out)
 
 
@@ -54,20 +57,32 @@ def demo(out, model_name, backbone, backbone_kwargs, likelihood, flow_steps, max
               help="Keep the count matrix on disk and read it in shuffled blocks (atlases larger than memory; "
                    "docs/out_of_core.md).")
 @model_options
-def fit(data_path, layer, condition_key, time_key, control_group, model_kwargs, out, accelerator, devices, num_nodes,
-        strategy, checkpoint_every, resume, backed, model_name, backbone, backbone_kwargs, likelihood, flow_steps, max_epochs,
-        max_steps, batch_size, seed, overwrite) -> None:
-    """Train a model on all cells of --data and save it to OUT/model (with OUT/loss.png).
+@no_plots_option
+def fit(**params) -> None:
+    """Train a model on all cells of --data and save it to OUT/model, with OUT/report.md and OUT/loss.png.
 
-    A run is checkpointed to OUT/checkpoints; --resume continues a killed run exactly. With several
-    processes (--devices N --strategy ddp, torchrun, srun) only rank 0 writes OUT.
+    A run is checkpointed to OUT/checkpoints; --resume continues a killed run exactly. OUT belongs to one
+    command at a time (OUT/.lock); its model is swapped in whole when training ends (docs/runs.md). With
+    several processes (--devices N --strategy ddp, torchrun, srun) only rank 0 writes OUT.
     """
+    from contextlib import nullcontext
+
+    from exprflow.models.run_dir import is_launch_rank_zero
+    from exprflow.models.run_lock import RunLock
+
+    with RunLock(params["out"]) if is_launch_rank_zero() else nullcontext():  # before any data is read
+        _fit(**params)
+
+
+def _fit(data_path, layer, condition_key, time_key, control_group, model_kwargs, out, accelerator, devices, num_nodes,
+         strategy, checkpoint_every, resume, backed, model_name, backbone, backbone_kwargs, likelihood, flow_steps,
+         max_epochs, max_steps, batch_size, seed, overwrite, no_plots) -> None:
     import torch
 
     from exprflow.data import read_adata
     from exprflow.models import MODELS
-    from exprflow.models.run_dir import check_run_dir, is_launch_rank_zero, start_run_dir
-    from exprflow.plotting import plot_loss_curve
+    from exprflow.models.run_dir import check_run_dir, finish_run_dir, is_launch_rank_zero, start_run_dir
+    from exprflow.run_report import write_report
 
     condition_key = parse_condition_keys(condition_key)
     kwargs = build_model_kwargs(model_name, backbone, likelihood, backbone_kwargs)
@@ -89,13 +104,18 @@ def fit(data_path, layer, condition_key, time_key, control_group, model_kwargs, 
     adata = read_adata(data_path, backed="r" if backed else None)
     torch.manual_seed(seed)
     model = model_cls(adata, layer=layer, condition_key=condition_key, **kwargs)
-    start_run_dir(out, options, resume=resume)
+    start_run_dir(out, options, resume=resume)  # an old run is marked replaced before training starts
     model.train(**train)
     if not is_launch_rank_zero():  # the other processes of a multi-process run write nothing
         return
-    model.save(out / "model", overwrite=overwrite)
-    plot_loss_curve(model.history, out / "loss.png")
-    click.echo(f"model saved to {out / 'model'} (training {model.train_seconds:.1f} s)")
+    finish_run_dir(out, model)
+    facts = [f"data: {data_path} ({adata.n_obs} cells x {adata.n_vars} genes), counts in "
+             f"{'X' if layer is None else 'layers[' + repr(layer) + ']'}, condition key `{condition_key}`",
+             f"model: {model_name}, saved to `model/`", f"training: {model.train_seconds:.1f} s wall "
+             f"({torch.get_num_threads()} torch threads)"]
+    report = write_report(out, title=f"exprflow fit: model `{model_name}`", facts=facts, model=model,
+                          plots=not no_plots)
+    click.echo(f"model saved to {out / 'model'} (training {model.train_seconds:.1f} s); see {report}")
 
 
 def _echo_summary(summary: dict, out: Path) -> None:

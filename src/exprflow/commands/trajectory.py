@@ -75,7 +75,7 @@ def generate(run, out, n_trajectories, plot, data_path, context, n_steps, solver
     from exprflow.data import read_adata
     from exprflow.io import write_h5ad_atomic
     from exprflow.models.restore import check_genes
-    from exprflow.plotting.trajectories import plot_trajectories
+    from exprflow.plotting import trajectories
 
     _check_out(out, overwrite)
     if n_trajectories < 1:
@@ -92,11 +92,9 @@ def generate(run, out, n_trajectories, plot, data_path, context, n_steps, solver
         check_genes(model.var_names, real)
         if model.setup.time_key not in real.obs.columns:
             raise ExprflowInputError(f"--data has no obs column {model.setup.time_key!r} (the model's time key).")
-        layer = model.setup.layer
-        real_x = real if layer is None else real.copy()
-        if layer is not None:
-            real_x.X = real.layers[layer]
-        plot_trajectories(real_x, adata, plot, time_key=model.setup.time_key, counts=model.encoder.is_counts)
+        weight_key = model.setup.weight_key if model.setup.weight_key in real.obs.columns else None
+        trajectories(real, adata, time_key=model.setup.time_key, weight_key=weight_key, layer=model.setup.layer,
+                     counts=model.encoder.is_counts, save=plot)
         click.echo(f"figure written to {plot}")
 
 

@@ -24,6 +24,26 @@ def _read_only(array: np.ndarray) -> np.ndarray:
     return array
 
 
+def warn_thin_training_data(data) -> None:
+    """Warn (training data) about condition levels with a single cell (a flow cannot learn a
+    distribution from one cell; guidance towards it repeats that cell) and about genes that are zero
+    in every cell (the model learns to generate nothing for them)."""
+    if data.conditions is not None and data.condition_levels:
+        sizes = np.bincount(data.conditions, minlength=len(data.condition_levels))
+        single = [data.condition_levels[i] for i in np.flatnonzero(sizes == 1)]
+        if single:
+            logger.warning(
+                "Condition level(s) %s of '%s' have a single cell; the model cannot learn their distribution. "
+                "Merge or drop them, or collect more cells.", single[:10], data.condition_key)
+    if sp.issparse(data.X):
+        zero = np.flatnonzero(np.bincount(data.X.indices, minlength=data.X.shape[1]) == 0)
+        if zero.size:
+            logger.warning(
+                "%d of %d genes are zero in every cell (e.g. %s); they will be generated as zeros. Filter them "
+                "out first (e.g. scanpy.pp.filter_genes(adata, min_cells=1)) if that is not intended.",
+                zero.size, data.X.shape[1], [data.var_names[i] for i in zero[:3]])
+
+
 @dataclass(frozen=True, eq=False)
 class CellsByGenes:
     """The fields shared by :class:`CountData` (in memory) and ``BackedCounts`` (on disk), and their

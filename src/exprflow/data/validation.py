@@ -64,6 +64,11 @@ def check_conditions(adata: ad.AnnData, condition_key: str | None) -> tuple[np.n
     """
     if condition_key is None:
         return None
+    if not isinstance(condition_key, str):
+        raise ExprflowInputError(
+            f"condition_key must be the name of ONE obs column, got {condition_key!r}. To condition on several "
+            "columns, combine them into one first, e.g. adata.obs['group'] = adata.obs['a'].astype(str) + '_' + "
+            "adata.obs['b'].astype(str), and pass condition_key='group'.")
     if condition_key not in adata.obs.columns:
         columns = list(adata.obs.columns)
         raise ExprflowInputError(

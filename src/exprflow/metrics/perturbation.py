@@ -22,13 +22,32 @@ cells, ``stim`` its real perturbed cells and ``pred`` the predicted perturbed ce
 - **energy ratio to floor** (:func:`energy_to_floor`): in the protocol's reference space (30-PC PCA
   fitted on the model's training cells), ``energy(pred, stim_A) / energy(stim_B, stim_A)`` where the
   real perturbed cells are split at random into halves A and B and ``pred`` is subsampled to ``|A|``.
+
+Field metrics (:func:`field_metrics`), with the definitions of Arc Institute's ``cell-eval`` (0.8) on the
+same log1p-normalised values (checked against the package itself: BENCHMARKS.md):
+
+- **pearson_delta** (all genes; and on the top-``n`` DE genes above): the LFC Pearson above, i.e.
+  Pearson of ``mean(pred) - mean(ctrl)`` vs ``mean(stim) - mean(ctrl)``.
+- **DE tables** (:func:`de_table`, ``pdex`` as ``cell-eval`` calls it): per gene, the two-sided
+  Mann-Whitney U test of a group vs the control cells (normal approximation with tie correction and
+  continuity correction), Benjamini-Hochberg FDR over all genes, and ``log2FC = log2(expm1(mean(a)) /
+  expm1(mean(b)))`` of the geometric-mean pseudobulks (0/0 gives 0).
+- **de_overlap_at_k** (:func:`de_overlap`): significant genes (FDR < 0.05) of real and of predicted cells,
+  each sorted by ``|log2FC|`` (descending, ties in gene order); ``|top_k(real) & top_k(pred)| / k`` with
+  ``k = min(k, number of real significant genes)`` (``k=None``: all of them, ``overlap_at_N``).
+- **de_direction_agreement** (:func:`de_direction_agreement`): over the real significant genes, the
+  fraction whose predicted ``log2FC`` has the same sign.
+- **discrimination_score** (:func:`discrimination_score`): for each predicted response ``pred_p - ctrl``,
+  the L1 distances to every real response ``stim_q - ctrl``; ``1 - rank(q = p) / n`` (1: the closest
+  is the right one).
+- **mae**: mean absolute error between ``mean(pred)`` and ``mean(stim)`` over the genes.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.stats import rankdata
+from scipy.stats import false_discovery_control, mannwhitneyu, rankdata
 
 from exprflow.errors import ExprflowInputError
 from exprflow.metrics.distances import energy
@@ -138,3 +157,96 @@ def perturbation_metrics(pred, stim, ctrl, *, n_top: int = 100, direction: str =
     if train is not None:
         out.update(energy_to_floor(pred, stim, train, seed=seed))
     return out
+
+
+FDR_THRESHOLD = 0.05
+
+
+def de_table(group, ref) -> dict:
+    """``{"log2fc", "fdr"}`` per gene of ``group`` vs ``ref`` cells (counts; module docstring, ``pdex``)."""
+    a, b = _dense_normalised(group), _dense_normalised(ref)
+    if a.shape[0] < 2 or b.shape[0] < 2:
+        raise ExprflowInputError(f"DE tests need at least 2 cells per group, got {a.shape[0]} and {b.shape[0]}.")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lfc = np.log2(np.expm1(a.mean(0)) / np.expm1(b.mean(0)))
+        p = mannwhitneyu(a, b, axis=0, method="asymptotic", use_continuity=True, alternative="two-sided").pvalue
+    lfc[np.isnan(lfc)] = 0.0
+    p = np.where(np.isnan(p), 1.0, np.clip(p, 0.0, 1.0))  # a gene constant in both groups: no evidence
+    return {"log2fc": lfc, "fdr": false_discovery_control(p)}
+
+
+def _top_significant(de: dict, fdr: float) -> np.ndarray:
+    sig = np.flatnonzero(de["fdr"] < fdr)
+    return sig[np.argsort(-np.abs(de["log2fc"][sig]), kind="stable")]
+
+
+def de_overlap(real_de: dict, pred_de: dict, k: int | None = None, fdr: float = FDR_THRESHOLD) -> float:
+    """``cell-eval``'s ``overlap_at_k``: shared genes among the top-``k`` significant genes (module docstring)."""
+    real, pred = _top_significant(real_de, fdr), _top_significant(pred_de, fdr)
+    k_eff = real.size if not k else min(int(k), real.size)
+    if k_eff == 0 or pred.size == 0:
+        return 0.0
+    return float(np.intersect1d(real[:k_eff], pred[:k_eff]).size / k_eff)
+
+
+def de_direction_agreement(real_de: dict, pred_de: dict, fdr: float = FDR_THRESHOLD) -> float | None:
+    """Fraction of the real significant genes whose predicted log2FC has the same sign (None: none significant)."""
+    sig = np.flatnonzero(real_de["fdr"] < fdr)
+    if sig.size == 0:
+        return None
+    return float(np.mean(np.sign(real_de["log2fc"][sig]) == np.sign(pred_de["log2fc"][sig])))
+
+
+def discrimination_score(pred_effects: np.ndarray, real_effects: np.ndarray) -> np.ndarray:
+    """Per row ``p``: ``1 - rank / n`` of the real response ``p`` among all real responses by L1 distance
+    to the predicted response ``p`` (rows: perturbations or held-out cell types, columns: genes)."""
+    pred, real = np.asarray(pred_effects, float), np.asarray(real_effects, float)
+    if pred.shape != real.shape or pred.ndim != 2:
+        raise ExprflowInputError(f"pred_effects and real_effects must be the same 2-D shape, got {pred.shape}, "
+                                 f"{real.shape}.")
+    n = real.shape[0]
+    scores = np.empty(n)
+    for p in range(n):
+        order = np.argsort(np.abs(real - pred[p]).sum(1))  # numpy's default sort, as cell-eval
+        scores[p] = 1.0 - np.flatnonzero(order == p)[0] / n
+    return scores
+
+
+def field_metrics(pred, stim, ctrl, *, n_top: int = 100, direction: str = "up", de_k: int = 100) -> dict:
+    """The field's metrics for one perturbation (matrices of counts, same gene columns; module docstring).
+
+    Returns ``pearson_delta_all``, ``pearson_delta_top{n}`` (on :func:`de_genes`), ``r2_mean_top{n}``,
+    ``mae``, ``de_overlap_at_N``, ``de_overlap_at_{de_k}``, ``de_direction_agreement``, the numbers of
+    significant genes ``n_de_real`` / ``n_de_pred``, and ``effect`` (``mean(pred) - mean(ctrl)``, for
+    :func:`discrimination_score` across perturbations).
+    """
+    m_pred, m_stim, m_ctrl = mean_expression(pred), mean_expression(stim), mean_expression(ctrl)
+    top = de_genes(stim, ctrl, n_top, direction)
+    real_de, pred_de = de_table(stim, ctrl), de_table(pred, ctrl)
+    tag = f"top{len(top)}"
+    return {
+        "pearson_delta_all": lfc_pearson(m_pred, m_stim, m_ctrl),
+        f"pearson_delta_{tag}": lfc_pearson(m_pred[top], m_stim[top], m_ctrl[top]),
+        f"r2_mean_{tag}": r2_of_means(m_pred[top], m_stim[top]),
+        "mae": float(np.mean(np.abs(m_pred - m_stim))),
+        "de_overlap_at_N": de_overlap(real_de, pred_de, None), f"de_overlap_at_{de_k}": de_overlap(real_de, pred_de, de_k),
+        "de_direction_agreement": de_direction_agreement(real_de, pred_de),
+        "n_de_real": int(np.sum(real_de["fdr"] < FDR_THRESHOLD)), "n_de_pred": int(np.sum(pred_de["fdr"] < FDR_THRESHOLD)),
+        "effect": m_pred - m_ctrl,
+    }
+
+
+def cell_eval_anndata(cells: dict, var_names, pert_col: str = "target"):
+    """One AnnData in the layout ``cell-eval`` reads: log1p-normalised values in X, ``obs[pert_col]``.
+
+    ``cells`` maps a label (the control label and each perturbation) to a count matrix; write one for
+    the real cells and one for the predicted cells (with the same real control cells in both), then
+    ``MetricsEvaluator(adata_pred, adata_real, pert_col=..., control_pert=...)``.
+    """
+    import anndata as ad
+    import pandas as pd
+
+    blocks = [sp.csr_matrix(normalise_rows(sp.csr_matrix(x)), dtype=np.float32) for x in cells.values()]
+    labels = np.concatenate([[str(k)] * b.shape[0] for k, b in zip(cells, blocks)])
+    obs = pd.DataFrame({pert_col: pd.Categorical(labels)}, index=[f"cell_{i}" for i in range(labels.size)])
+    return ad.AnnData(X=sp.vstack(blocks).tocsr(), obs=obs, var=pd.DataFrame(index=[str(v) for v in var_names]))

@@ -21,6 +21,9 @@ Steps:
    the subsample and the test cells alike.
 6. Conditional: ``metrics`` / ``floor`` hold the averages over levels, ``per_condition`` /
    ``per_condition_floor`` the per-level values; ``label_accuracy`` is added.
+7. Conditional: the whole population (``all_cells`` / ``all_cells_floor`` / ``all_cells_ratio_to_floor``):
+   the cells of every scored level pooled (proportions as requested), compared as in step 5; its floor
+   pool is the union of the levels' pools (already held out of the PCA, so nothing above changes).
 """
 
 from __future__ import annotations
@@ -83,7 +86,8 @@ def evaluate(real_test: AnnData, generated: AnnData, real_train: AnnData, *, lay
         A JSON-serialisable dict: ``protocol_version``, ``n_test``, ``n_generated``, ``n_train``,
         ``n_compared``, ``n_pca_fit``, ``seed``, ``metrics``, ``floor``, ``ratio_to_floor``, ``unavailable`` (reason for
         every None value, by row), ``notes`` and, when conditional, ``per_condition``,
-        ``per_condition_floor`` and ``per_condition_n``. Values are floats or None, never NaN.
+        ``per_condition_floor``, ``per_condition_n`` and the pooled whole population ``all_cells``,
+        ``all_cells_floor``, ``all_cells_ratio_to_floor``, ``all_cells_n``. Values are floats or None, never NaN.
 
     Raises:
         ExprflowInputError: mismatched genes, a missing condition key or layer, fewer than 10 cells,
@@ -135,15 +139,34 @@ def evaluate(real_test: AnnData, generated: AnnData, real_train: AnnData, *, lay
         }
         _add_label_accuracy(result, inputs, z_test, z_gen, z_train, metrics, metric_reasons,
                             floor_values if floor else None, floor_reasons)
+        _add_all_cells(result, groups, inputs, (z_test, z_gen, z_train), counts, seed, floor, notes)
     ratios, ratio_reasons = _ratios(metrics, floor_values) if floor else ({}, {})
     if not floor:
         notes.append("floor not computed (floor=False): no floor row and no ratios.")
-    result.update(metrics=metrics, floor=floor_values, ratio_to_floor=ratios,
-                  unavailable={"metrics": metric_reasons, "floor": floor_reasons, "ratio_to_floor": ratio_reasons},
-                  notes=notes)
+    unavailable = {"metrics": metric_reasons, "floor": floor_reasons, "ratio_to_floor": ratio_reasons,
+                   **result.pop("_all_cells_unavailable", {})}
+    result.update(metrics=metrics, floor=floor_values, ratio_to_floor=ratios, unavailable=unavailable, notes=notes)
     logger.info("evaluate: %d generated vs %d test cells in %.1f s", result["n_generated"], result["n_test"],
                 time.perf_counter() - started)
     return result
+
+
+def _add_all_cells(result: dict, groups: list[_Group], inputs: EvaluationInputs, z: tuple[np.ndarray, ...],
+                   counts: bool, seed: int, floor: bool, notes: list[str]) -> None:
+    """Step 7: every metric over the scored levels' cells pooled (``all_cells``), beside the averages."""
+    rows = [np.sort(np.concatenate([getattr(g, name) for g in groups])) for name in ("test_rows", "gen_rows",
+                                                                                  "train_rows")]
+    pool = np.random.default_rng([seed, len(groups), 1]).permutation(np.concatenate([g.floor_pool for g in groups]))
+    pooled = _Group(None, *rows, floor_pool=pool)
+    outcome = _evaluate_group(len(groups), pooled, inputs, z, counts, seed, floor, notes)
+    values, reasons = outcome.model
+    floor_values, floor_reasons = outcome.floor if floor else ({}, {})
+    ratios, ratio_reasons = _ratios(values, floor_values) if floor else ({}, {})
+    result.update(all_cells=values, all_cells_floor=floor_values, all_cells_ratio_to_floor=ratios,
+                  all_cells_n={"n_test": len(rows[0]), "n_generated": len(rows[1]), "n_train": len(rows[2]),
+                               "n_compared": outcome.n_compared})
+    result["_all_cells_unavailable"] = {"all_cells": reasons, "all_cells_floor": floor_reasons,
+                                        "all_cells_ratio_to_floor": ratio_reasons}
 
 
 def _groups(inputs: EvaluationInputs, condition_key: str | None, notes: list[str]) -> list[_Group]:

@@ -28,6 +28,7 @@ from anndata import AnnData
 
 from exprflow import __version__
 from exprflow.data import prepare_counts, read_adata
+from exprflow.data.counts import warn_thin_training_data
 from exprflow.errors import ExprflowInputError
 from exprflow.backbones import BACKBONES
 from exprflow.flows import RectifiedFlow, guided_velocity
@@ -35,9 +36,10 @@ from exprflow.flows.conditions import ConditionSpace, compositional_velocity, in
 from exprflow.models.conditions import (
     combination_obs, encode_combinations, normalize_condition_key, resolve_combinations,
 )
-from exprflow.models.output import generated_adata, resolve_conditions
+from exprflow.models.history import history_from_json, history_to_json
+from exprflow.models.output import generated_adata, model_repr, resolve_conditions
 from exprflow.models.persistence import save_model_dir
-from exprflow.models.setup import AnnDataSetup, recall_setup, remember_setup
+from exprflow.models.setup import AnnDataSetup, check_same_setup, resolve_setup, write_setup
 from exprflow.sampling import integrate
 
 logger = logging.getLogger(__name__)
@@ -93,12 +95,12 @@ class FlowModel:
                  condition_key: str | Sequence[str] | None = None, **config) -> None:
         adata = read_adata(adata)
         condition_key = normalize_condition_key(condition_key)
-        setup = recall_setup(adata) or AnnDataSetup(layer=layer, condition_key=condition_key)
-        if layer is not None or condition_key is not None:
-            setup = AnnDataSetup(layer=layer or setup.layer, condition_key=condition_key or setup.condition_key)
+        setup = resolve_setup(adata, AnnDataSetup, type(self).__name__, layer=layer, condition_key=condition_key)
+        setup = replace(setup, condition_key=normalize_condition_key(setup.condition_key))  # a list read from uns
         self.setup = setup
         self.config = self._make_config(config)
         self.data = _prepare_training_data(adata, setup)
+        warn_thin_training_data(self.data)
         self.var_names = list(self.data.var_names)
         self.levels = self.data.condition_levels
         self.train_codes = self.data.conditions
@@ -109,9 +111,12 @@ class FlowModel:
         self._fit_representation()
         self._build_networks(self.n_conditions)
         self.plan = None
-        self.history: list = []
+        self.history: dict[str, pd.DataFrame] = {}
         self.train_seconds: float | None = None
         self.is_trained = False
+
+    def __repr__(self) -> str:
+        return model_repr(self)
 
     @property
     def n_conditions(self) -> int:
@@ -138,17 +143,29 @@ class FlowModel:
     @classmethod
     def setup_anndata(cls, adata: AnnData, layer: str | None = None,
                       condition_key: str | Sequence[str] | None = None) -> None:
-        """Remember which layer holds counts and which obs column(s) hold the condition (adata is not modified).
+        """Validate ``adata`` and store which layer holds counts and which obs column(s) hold the condition.
 
-        ``condition_key``: one obs column, or a list of columns (label combinations, e.g.
-        ``["cell_type", "donor"]``; see :mod:`exprflow.models.conditions`).
+        The setup is written to ``adata.uns["_exprflow_setup"]`` (the one change exprflow ever makes to
+        the user's AnnData, as scvi-tools' ``setup_anndata`` does), so copies, views and subsets keep it;
+        :func:`~exprflow.models.setup.view_anndata_setup` shows it.
+
+        Parameters
+        ----------
+        adata
+            Cells x genes with raw integer counts in ``X`` or in ``layers[layer]`` (not a view).
+        layer
+            Layer holding the counts; ``None`` reads ``X``.
+        condition_key
+            ``obs`` column of the condition to generate by (``None``: an unconditional model), or a list
+            of columns (label combinations, e.g. ``["cell_type", "donor"]``; see
+            :mod:`exprflow.models.conditions`).
         """
         condition_key = normalize_condition_key(condition_key)
         setup = AnnDataSetup(layer=layer, condition_key=condition_key)
         data = _prepare_training_data(adata, setup)  # validate now
         if isinstance(condition_key, list):
             encode_combinations(adata, condition_key, data.kept)
-        remember_setup(adata, setup)
+        write_setup(adata, setup, cls.__name__)
 
     # ------------------------------------------------------------------ hooks
     def _fit_representation(self) -> None:
@@ -221,6 +238,7 @@ class FlowModel:
         seed: int = 0,
         batch_size: int | None = None,
         composition: str = "joint",
+        name_prefix: str = "gen",
     ) -> AnnData:
         """Generate cells as an AnnData (integer sparse counts, conditions in obs, provenance in uns).
 
@@ -233,6 +251,9 @@ class FlowModel:
         level (:func:`exprflow.models.conditions.resolve_combinations`; attributes left out are
         marginalised), and ``guidance`` may be a dict attribute -> weight, composed as ``composition``
         (``"joint"`` or ``"product"``, :mod:`exprflow.flows.conditions`).
+
+        Cells are named ``{name_prefix}_{token}_{i}`` with a token new to each call, so the outputs of
+        several calls concatenate without duplicate names.
         """
         if not self.is_trained:
             raise ExprflowInputError("The model is not trained yet: call train() (or load a trained model) first.")
@@ -262,13 +283,13 @@ class FlowModel:
         if self.condition_space is not None:
             provenance["composition"] = composition
             out = generated_adata(counts, self.var_names, condition_key=None, levels=None, codes=None,
-                                  provenance=provenance)
+                                  provenance=provenance, name_prefix=name_prefix)
             for key, column in combination_obs(self.condition_space, codes, out.obs_names).items():
                 out.obs[key] = column
             return out
         return generated_adata(
             counts, self.var_names, condition_key=self.setup.condition_key,
-            levels=self.levels, codes=codes, provenance=provenance,
+            levels=self.levels, codes=codes, provenance=provenance, name_prefix=name_prefix,
         )
 
     def _check_guidance(self, guidance, composition: str):
@@ -315,7 +336,7 @@ class FlowModel:
                 **self.condition_space.state_dict(),
                 "train_combinations": [[int(c), int(k)] for c, k in zip(*np.unique(self.train_codes, return_counts=True))],
             },
-            "train_seconds": self.train_seconds, "history": self.history, **self._extra_state(),
+            "train_seconds": self.train_seconds, "history": history_to_json(self.history), **self._extra_state(),
         }
         save_model_dir(dir_path, config, self._tensors(), overwrite=overwrite)
 
@@ -328,6 +349,8 @@ class FlowModel:
         self = cls.__new__(cls)
         self.config = config_from_dict(cls.config_cls, saved["config"])
         self.setup = AnnDataSetup(**saved["setup"])
+        if adata is not None:
+            check_same_setup(self.setup, adata, cls.__name__)
         self.var_names = list(saved["var_names"])
         self.levels = saved["condition_levels"]
         counts = saved.get("train_condition_counts")
@@ -340,9 +363,18 @@ class FlowModel:
         self.data = None
         self.var = None
         self.plan = None
-        self.history = saved.get("history", [])
+        self.history = history_from_json(saved.get("history"))
         self.train_seconds = saved.get("train_seconds")
-        self._build_networks(self.n_conditions)
-        self._load_extra(saved, tensors)
+        try:
+            self._build_networks(self.n_conditions)
+            self._load_extra(saved, tensors)
+        except (RuntimeError, KeyError, ValueError) as exc:  # weights of another shape: not this config's model
+            if isinstance(exc, ExprflowInputError):
+                raise
+            raise ExprflowInputError(
+                f"The weights in {dir_path} do not fit its config.json ({len(self.var_names)} genes, "
+                f"{self.n_conditions} condition levels): {str(exc).splitlines()[0][:300]}. The directory is corrupted "
+                "or mixed from two models; re-save the model or train it again."
+            ) from None
         self.is_trained = True
         return self

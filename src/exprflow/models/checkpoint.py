@@ -30,6 +30,7 @@ import torch
 from lightning.fabric.plugins.io.checkpoint_io import CheckpointIO
 
 from exprflow.errors import ExprflowInputError
+from exprflow.models.persistence import unsafe_load_reason
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +86,7 @@ def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
     except Exception as exc:  # truncated zip, bad bytes, or a pickle that is not plain tensors
         raise ExprflowInputError(
             f"Checkpoint {path} is corrupted or only partly written, or holds pickled code "
-            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}). Delete it and resume from an "
+            f"({unsafe_load_reason(exc)}). Delete it and resume from an "
             "older copy, or start the run again with --overwrite."
         ) from None
     if not isinstance(checkpoint, dict) or FORMAT_KEY not in checkpoint:

@@ -127,3 +127,17 @@ def combination_counts(space: ConditionSpace, codes: np.ndarray) -> pd.DataFrame
     table = combination_obs(space, values, range(len(values)))
     table[COUNT_COLUMN] = counts
     return table
+
+
+def batch_codes(obs: pd.DataFrame, batch_key: str | None, levels: Sequence[str] | None) -> np.ndarray | None:
+    """Codes of ``obs[batch_key]`` among the training batches ``levels`` (None without a batch key)."""
+    if batch_key is None:
+        return None
+    if batch_key not in obs:
+        raise ExprflowInputError(f"adata.obs has no column {batch_key!r} (the model's batch_key).")
+    index = {name: code for code, name in enumerate(levels)}
+    labels = obs[batch_key].astype(str)
+    unknown = sorted(set(labels) - set(index))
+    if unknown:
+        raise ExprflowInputError(f"Unknown batch(es) {unknown[:5]}; the model knows {list(levels)}.")
+    return labels.map(index).to_numpy().astype(np.int64)

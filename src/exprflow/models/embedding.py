@@ -37,7 +37,7 @@ def cell_embedding(model, adata: AnnData, layer: str | None = None, on_unknown: 
     """Pooled, permutation-invariant cell embeddings ``(adata.n_obs, hidden)`` of a trained StateFlow.
 
     ``adata`` may have another gene panel than the model (see the module docstring); it is never
-    modified. Cells with no counts on the shared genes get the embedding of an empty set of values.
+    modified. ``layer``: where its counts are (a layer name or ``"X"``; default: the model's layer). Cells with no counts on the shared genes get the embedding of an empty set of values.
     """
     backbone = model.backbone
     if not (hasattr(backbone, "embed") and hasattr(backbone, "match_genes")):
@@ -46,6 +46,9 @@ def cell_embedding(model, adata: AnnData, layer: str | None = None, on_unknown: 
             "train with a gene-set backbone (deepsets, set_transformer, rank_tokens or value_bins).")
     if not model.is_trained:
         raise ExprflowInputError("The model is not trained yet: call train() (or load a trained model) first.")
+    from exprflow.models.setup import read_layer
+
+    layer = read_layer(model.setup, adata, type(model).__name__, layer)
     match = backbone.match_genes(list(adata.var_names), on_unknown=on_unknown)
     data = prepare_counts(adata[:, match.panel_index], layer=layer, require_counts=model.representation.is_counts)
     # put the kept cells back in place; cells with no counts on the shared genes stay all-zero rows

@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader
 from exprflow.data.loaders import CellDataset
 from exprflow.data.samplers import StepBatchSampler, step_loader
 from exprflow.models.checkpoint import AtomicCheckpointIO, StepCheckpoint, read_checkpoint
+from exprflow.models.run_dir import record_phase
 
 logger = logging.getLogger(__name__)
 
@@ -115,6 +116,8 @@ def fit_loader(
         if step_sampler is not None:  # the step-indexed sampler does resume mid-epoch
             warnings.filterwarnings("ignore", message=".*resuming from a checkpoint that ended before the epoch.*")
         trainer.fit(plan, train_dataloaders=loader, ckpt_path=ckpt_path, weights_only=True)
+    if not trainer.interrupted:
+        record_phase(checkpoint_path)  # run.json of an ``exprflow fit`` run names the phases finished
     return trainer
 
 

@@ -40,6 +40,8 @@ from anndata import AnnData
 from exprflow.data import iter_dense_batches, prepare_counts
 from exprflow.errors import ExprflowInputError
 from exprflow.models.base import FlowModel
+from exprflow.models.conditions import batch_codes
+from exprflow.models.history import training_history
 from exprflow.models.fit import fit_plan
 from exprflow.models.training import FlowTrainingPlan, OptimConfig
 from exprflow.models.vae_training import VAETrainingPlan
@@ -83,6 +85,7 @@ class LatentFlow(FlowModel):
     """Count VAE + rectified flow on its latent means; see the module docstring."""
 
     config_cls = LatentFlowConfig
+    decode_modes = DECODE_MODES
 
     def __init__(self, adata: AnnData | str, layer: str | None = None, condition_key=None,
                  batch_key: str | None = None, **config) -> None:
@@ -107,8 +110,8 @@ class LatentFlow(FlowModel):
         c = self.config
         if c.library not in LIBRARY_MODELS:
             raise ExprflowInputError(f"library must be one of {LIBRARY_MODELS}, got {c.library!r}.")
-        if c.decode not in DECODE_MODES:
-            raise ExprflowInputError(f"decode must be one of {DECODE_MODES}, got {c.decode!r}.")
+        if c.decode not in self.decode_modes:
+            raise ExprflowInputError(f"decode must be one of {self.decode_modes}, got {c.decode!r}.")
         log_lib = np.log(self.data.library_size)
         self.log_library_range = (float(log_lib.min()), float(log_lib.max()))
         self.library = LogNormalLibrary().fit(self.data.library_size, self.train_codes)
@@ -171,7 +174,7 @@ class LatentFlow(FlowModel):
         fit_plan(self.plan, states, self.train_codes, batch_size=flow_batch_size, max_epochs=None,
                  max_steps=flow_steps, checkpoint_path=ckpt("flow"), **common)
         self.train_seconds = time.perf_counter() - start
-        self.history = {"vae": list(self.vae_plan.history), "flow": list(self.plan.history)}
+        self.history = training_history(vae=self.vae_plan.history, flow=self.plan.history)
         self.is_trained = True
         return self
 
@@ -193,34 +196,92 @@ class LatentFlow(FlowModel):
         return ((states - self.state_mean) / self.state_std).astype(np.float32)
 
     # ------------------------------------------------------------ user API
-    def get_latent_representation(self, adata: AnnData | None = None, batch_size: int = 1024) -> np.ndarray:
-        """Encoder means ``E q(z | x)`` (cells x n_latent) of ``adata`` (default: the training cells)."""
-        if adata is None:
+    def get_latent_representation(self, adata: AnnData | None = None, layer: str | None = None,
+                                  batch_size: int = 1024) -> np.ndarray:
+        """Encoder means ``E q(z | x)`` of the cells of ``adata`` (default: the training cells).
+
+        Parameters
+        ----------
+        adata
+            Cells with the model's genes, in the model's order (never modified).
+        layer
+            Where ``adata`` holds its raw counts: a layer name, or ``"X"``. Default: the layer the model
+            was trained on (``adata`` set up differently from the model is refused).
+        batch_size
+            Cells encoded at once.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(n_cells, n_latent)``, rows in ``adata``'s order (empty cells included).
+        """
+        X = self.read_counts(adata, layer) if adata is not None else None
+        if X is None:
             if self.data is None:
                 raise ExprflowInputError("Pass adata: a loaded model does not keep its training cells.")
             X, batches = self.data.X, self.train_batches
         else:
-            from exprflow.models.restore import check_genes
-
-            check_genes(self.var_names, adata)
-            prepare_counts(adata, layer=self.setup.layer, condition_key=None, require_counts=True)  # validates
-            raw = adata.layers[self.setup.layer] if self.setup.layer else adata.X
-            X = sp.csr_matrix(raw, dtype=np.float32)  # every cell, empty ones included (rows match adata)
-            batches = self._batch_codes(adata.obs)
+            batches = batch_codes(adata.obs, self.batch_key, self.batch_levels)
         return self._encode_means(X, batch_size, batches)
 
-    def _batch_codes(self, obs) -> np.ndarray | None:
-        """Codes of ``obs[batch_key]`` among the training batches (None without a batch key)."""
-        if self.batch_key is None:
-            return None
-        if self.batch_key not in obs:
-            raise ExprflowInputError(f"adata.obs has no column {self.batch_key!r} (the model's batch_key).")
-        index = {name: code for code, name in enumerate(self.batch_levels)}
-        labels = obs[self.batch_key].astype(str)
-        unknown = sorted(set(labels) - set(index))
-        if unknown:
-            raise ExprflowInputError(f"Unknown batch(es) {unknown[:5]}; the model knows {self.batch_levels}.")
-        return labels.map(index).to_numpy().astype(np.int64)
+    def read_counts(self, adata: AnnData, layer: str | None = None) -> sp.csr_matrix:
+        """Validated raw counts of every cell of ``adata`` (rows match ``adata``), from ``layer`` or the
+        model's layer; see :meth:`get_latent_representation`."""
+        from exprflow.models.restore import check_genes
+        from exprflow.models.setup import read_layer
+
+        check_genes(self.var_names, adata)
+        layer = read_layer(self.setup, adata, type(self).__name__, layer)
+        prepare_counts(adata, layer=layer, condition_key=None, require_counts=True)  # validates
+        raw = adata.layers[layer] if layer else adata.X
+        return sp.csr_matrix(raw, dtype=np.float32)  # every cell, empty ones included
+
+    def get_normalized_expression(self, adata: AnnData | None = None, library_size: float | str = 1.0,
+                                  layer: str | None = None, batch_size: int = 1024) -> pd.DataFrame:
+        """Decoder means of each cell's latent state on a chosen library size (denoised expression).
+
+        Parameters
+        ----------
+        adata
+            Cells to read (default: the training cells; a loaded model needs ``adata``).
+        library_size
+            Total counts every cell is scaled to: ``1.0`` gives expression frequencies, ``1e4`` counts
+            per 10,000; ``"observed"`` keeps each cell's own library size.
+        layer
+            Where ``adata`` holds its counts, as in :meth:`get_latent_representation`.
+        batch_size
+            Cells decoded at once.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Cells x genes (index: cell names, columns: the model's genes) of ``E p(x | z, l)`` at
+            ``z = E q(z | x)``.
+        """
+        X = self.read_counts(adata, layer) if adata is not None else None
+        if X is None:
+            if self.data is None:
+                raise ExprflowInputError("Pass adata: a loaded model does not keep its training cells.")
+            X, names, batches = self.data.X, list(self.data.obs_names), self.train_batches
+        else:
+            names = [str(n) for n in adata.obs_names]
+            batches = batch_codes(adata.obs, self.batch_key, self.batch_levels)
+        if isinstance(library_size, str):
+            if library_size != "observed":
+                raise ExprflowInputError(f"library_size must be a positive number or 'observed', got {library_size!r}.")
+            library = np.asarray(X.sum(axis=1), dtype=np.float64).ravel()
+            if np.any(library <= 0):
+                raise ExprflowInputError(f"{int(np.sum(library <= 0))} cells have no counts: their observed library "
+                                         "size is 0; give a number as library_size, or remove those cells.")
+        elif not np.isfinite(library_size) or library_size <= 0:
+            raise ExprflowInputError(f"library_size must be a positive number or 'observed', got {library_size!r}.")
+        else:
+            library = np.full(X.shape[0], float(library_size))
+        z = self._encode_means(X, batch_size, batches)
+        out = np.concatenate([self.decode(z[i : i + batch_size], library[i : i + batch_size], sample=False,
+                                          batches=None if batches is None else batches[i : i + batch_size])
+                              for i in range(0, len(z), batch_size)]) if len(z) else np.zeros((0, len(self.var_names)))
+        return pd.DataFrame(out, index=names, columns=self.var_names)
 
     @torch.no_grad()
     def decode(self, z: np.ndarray, library: np.ndarray, sample: bool = True, seed: int = 0,
@@ -249,7 +310,8 @@ class LatentFlow(FlowModel):
         if batch is not None and getattr(self, "batch_key", None) is None:
             raise ExprflowInputError("batch= needs a model trained with batch_key=.")
         self._decode_mode = mode
-        self._decode_batch = None if batch is None else int(self._batch_codes({self.batch_key: pd.Series([batch])})[0])
+        self._decode_batch = None if batch is None else int(
+            batch_codes(pd.DataFrame({self.batch_key: [batch]}), self.batch_key, self.batch_levels)[0])
         out = super().generate(*args, **kwargs)
         if getattr(self, "batch_key", None) is not None:
             out.obs[self.batch_key] = pd.Categorical([batch] * out.n_obs, categories=self.batch_levels)

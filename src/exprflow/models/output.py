@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Mapping, Sequence
 
 import anndata as ad
@@ -55,6 +56,20 @@ def resolve_conditions(
     return len(labels), np.array([index[str(lab)] for lab in labels], dtype=np.int64)
 
 
+def new_name_token() -> str:
+    """Eight random hex digits: the part of generated cell names that differs between calls."""
+    return secrets.token_hex(4)
+
+
+def cell_names(n: int, name_prefix: str = "gen", token: str | None = None, start: int = 0) -> list[str]:
+    """Generated cell names ``{name_prefix}_{token}_{i}``: unique within a call and across calls, so that
+    generations concatenate without duplicate ``obs_names`` (``token``: :func:`new_name_token` when None)."""
+    if not isinstance(name_prefix, str) or not name_prefix:
+        raise ExprflowInputError(f"name_prefix must be a non-empty string, got {name_prefix!r}.")
+    token = new_name_token() if token is None else token
+    return [f"{name_prefix}_{token}_{i}" for i in range(start, start + n)]
+
+
 def generated_adata(
     counts: sp.csr_matrix,
     var_names: list[str],
@@ -64,10 +79,12 @@ def generated_adata(
     codes: np.ndarray | None,
     provenance: dict,
     layer_name: str | None = None,
+    name_prefix: str = "gen",
 ) -> ad.AnnData:
-    """An AnnData of generated cells: integer sparse counts in X, conditions and ``source`` in obs."""
+    """An AnnData of generated cells: integer sparse counts in X, conditions and ``source`` in obs, cells
+    named ``{name_prefix}_{token}_{i}`` (see :func:`cell_names`)."""
     n = counts.shape[0]
-    obs = pd.DataFrame(index=[f"gen_{i}" for i in range(n)])
+    obs = pd.DataFrame(index=cell_names(n, name_prefix))
     if condition_key is not None and codes is not None:
         obs[condition_key] = pd.Categorical.from_codes(codes, categories=levels)
     obs["source"] = "generated"
@@ -76,3 +93,28 @@ def generated_adata(
         adata.layers[layer_name] = counts.copy()
     adata.uns["exprflow"] = provenance
     return adata
+
+
+def model_repr(model) -> str:
+    """What ``repr(model)`` shows: the model, whether it is trained, its data and setup, its backbone."""
+    data = getattr(model, "data", None) or getattr(getattr(model, "course", None), "data", None)
+    state = "not trained"
+    if model.is_trained:
+        seconds = getattr(model, "train_seconds", None)
+        state = "trained" + (f" in {seconds:.1f} s" if seconds else " (loaded)" if data is None else "")
+    lines = [f"{type(model).__name__} ({state})"]
+    cells = f"{data.n_cells:,} training cells x " if data is not None and hasattr(data, "n_cells") else ""
+    setup = model.setup
+    lines.append(f"  data: {cells}{len(model.var_names):,} genes, counts in "
+                 f"{'X' if setup.layer is None else 'layers[' + repr(setup.layer) + ']'}")
+    for name, value in vars(setup).items():
+        if name != "layer" and value is not None:
+            lines.append(f"  {name}: {value!r}")
+    levels = getattr(model, "levels", None)
+    if levels:
+        shown = ", ".join(map(str, levels[:6])) + (", ..." if len(levels) > 6 else "")
+        lines.append(f"  condition levels: {len(levels)} ({shown})")
+    backbone = getattr(model.config, "backbone", None)
+    if backbone is not None:
+        lines.append(f"  backbone: {backbone}")
+    return "\n".join(lines)

@@ -26,7 +26,7 @@ def save_model_dir(path: str | os.PathLike, config: dict, tensors: dict[str, tor
     """Write ``config`` and ``tensors`` to the directory ``path`` atomically."""
     path = Path(path)
     if path.exists() and not overwrite:
-        raise ExprflowInputError(f"{path} already exists. Pass overwrite=True (CLI: --overwrite) or choose another directory.")
+        raise ExprflowInputError(f"{path} already exists. Pass overwrite=True or choose another directory.")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
@@ -46,26 +46,51 @@ def save_model_dir(path: str | os.PathLike, config: dict, tensors: dict[str, tor
     return path
 
 
+def unsafe_load_reason(exc: Exception) -> str:
+    """Why ``torch.load(weights_only=True)`` refused a file, without PyTorch's advice to load it unsafely."""
+    text = str(exc)
+    if "weights_only" in text or "Unsupported global" in text or "Weights only load failed" in text:
+        return "it holds pickled Python objects (code), which exprflow never loads"
+    first = text.splitlines()[0] if text else ""
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+def read_model_config(path: str | os.PathLike) -> dict:
+    """``config.json`` of the model directory ``path``; a clear error when it is truncated or not JSON."""
+    cfg = Path(path) / CONFIG_FILE
+    try:
+        config = json.loads(cfg.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ExprflowInputError(
+            f"{cfg} is not valid JSON ({exc}); the model directory is corrupted or was only partly written. "
+            "Re-save the model or use another copy."
+        ) from None
+    if not isinstance(config, dict):
+        raise ExprflowInputError(f"{cfg} is not an exprflow model config (a JSON object); use another copy.")
+    return config
+
+
 def load_model_dir(path: str | os.PathLike) -> tuple[dict, dict[str, torch.Tensor]]:
-    """Read a model directory written by :func:`save_model_dir` (weights with ``weights_only=True``)."""
+    """Read a model directory written by :func:`save_model_dir` (weights with ``weights_only=True``).
+
+    The ``model/`` folder of an ``exprflow fit`` run is read only when that run finished
+    (:func:`~exprflow.models.run_dir.check_run_readable`).
+    """
+    from exprflow.models.run_dir import MODEL_DIR, check_run_readable
+
     path = Path(path)
+    if path.name == MODEL_DIR:
+        check_run_readable(path.parent)
     if not (path / CONFIG_FILE).exists() or not (path / WEIGHTS_FILE).exists():
         raise ExprflowInputError(
             f"{path} is not an exprflow model directory: expected {CONFIG_FILE} and {WEIGHTS_FILE} in it."
         )
-    try:
-        with open(path / CONFIG_FILE) as fh:
-            config = json.load(fh)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ExprflowInputError(
-            f"{path / CONFIG_FILE} is not valid JSON ({exc}); the model directory is corrupted or was only "
-            "partly written. Re-save the model or use another copy."
-        ) from None
+    config = read_model_config(path)
     try:
         tensors = torch.load(path / WEIGHTS_FILE, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickled code or a corrupted file
         raise ExprflowInputError(
-            f"Could not load {path / WEIGHTS_FILE} safely ({type(exc).__name__}: {exc}). The file is corrupted or "
-            "holds pickled code; exprflow only loads plain tensors."
+            f"Could not load {path / WEIGHTS_FILE} safely ({unsafe_load_reason(exc)}). The file is corrupted or "
+            "holds pickled code; exprflow only loads plain tensors. Re-save the model or use another copy."
         ) from None
     return config, tensors

@@ -11,6 +11,9 @@
              the network reads the 2-step sequence [s_ctrl, xt] (perturbation_net: MLP, S4D, Mamba,
              attention, or the Markov flow v(xt) without the source step)
     predict  encode control cells -> integrate the flow from their states -> decode (z, l) -> counts
+             (decode="residual": the control cell's own log1p-normalised expression plus the predicted
+             shift, log1p-normalised decoder mean at the moved state minus that at the cell's own state,
+             back to counts with the cell's library size)
 
 Example::
 
@@ -32,16 +35,15 @@ import torch
 from anndata import AnnData
 from torch.utils.data import DataLoader, Dataset
 
-from exprflow import __version__
 from exprflow.data import prepare_counts
 from exprflow.data.perturbation import PairGroups, pair_groups, perturbation_from_counts
 from exprflow.errors import ExprflowInputError
 from exprflow.flows import drop_conditions, guided_velocity
 from exprflow.flows.couplings import OTCoupling
 from exprflow.models.conditions import require_single_key
+from exprflow.models.history import training_history
 from exprflow.models.fit import fit_loader, fit_plan
 from exprflow.models.latent_flow import LatentFlow, default_vae_steps
-from exprflow.models.output import generated_adata
 from exprflow.models.perturbation_net import SourceBound, build_pair_network
 from exprflow.models.training import FlowTrainingPlan, OptimConfig
 from exprflow.models.vae_training import VAETrainingPlan
@@ -125,6 +127,7 @@ class PerturbationFlow(LatentFlow):
     """
 
     config_cls = PerturbationFlowConfig
+    decode_modes = ("sample", "mean", "residual")
 
     def __init__(self, adata: AnnData | str, layer: str | None = None, condition_key: str | None = None,
                  control_group: str | None = None, **config) -> None:
@@ -203,16 +206,17 @@ class PerturbationFlow(LatentFlow):
         self.plan = PairFlowTrainingPlan(self.backbone, self.objective, lambda s: s, self.config.flow_optim, flow_steps)
         fit_loader(self.plan, loader, max_epochs=None, max_steps=flow_steps, **common)
         self.train_seconds = time.perf_counter() - start
-        self.history = {"vae": self.vae_history, "flow": list(self.plan.history)}
+        self.history = training_history(vae=self.vae_history, flow=self.plan.history)
         self.is_trained = True
         return self
 
     # -------------------------------------------------------------- states
-    def encode_states(self, adata: AnnData) -> tuple[np.ndarray, np.ndarray]:
-        """Standardised flow states ``[E q(z|x), log l]`` of every cell of ``adata`` and their library sizes."""
-        z = self.get_latent_representation(adata)
-        raw = adata.layers[self.setup.layer] if self.setup.layer else adata.X
-        library = np.asarray(sp.csr_matrix(raw).sum(axis=1), dtype=np.float64).ravel()
+    def encode_states(self, adata: AnnData, layer: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Standardised flow states ``[E q(z|x), log l]`` of every cell of ``adata`` and their library sizes
+        (``layer``: as in :meth:`get_latent_representation`)."""
+        X = self.read_counts(adata, layer)
+        z = self._encode_means(X)
+        library = np.asarray(X.sum(axis=1), dtype=np.float64).ravel()
         if np.any(library <= 0):
             raise ExprflowInputError(f"{int(np.sum(library <= 0))} cells have no counts; remove them first.")
         return self._standardise(z, library), library
@@ -254,13 +258,15 @@ class PerturbationFlow(LatentFlow):
 
     # ---------------------------------------------------------- prediction
     def predict(self, adata_ctrl: AnnData, condition: str | None = None, n_steps: int = 16, solver: str = "euler",
-                guidance: float = 1.0, seed: int = 0, decode: str | None = None) -> AnnData:
+                guidance: float = 1.0, seed: int = 0, decode: str | None = None, layer: str | None = None) -> AnnData:
         """Predicted perturbed cells, one per control cell of ``adata_ctrl`` (never modified).
 
-        Returns an AnnData with integer CSR counts (``decode="mean"``: decoder means), the model's
+        Returns an AnnData with integer CSR counts (``decode="mean"``: decoder means; ``"residual"``: the
+        control cell plus the predicted shift in expression space, module docstring), the model's
         ``var_names``, ``adata_ctrl``'s obs columns with ``condition_key`` set to ``condition``,
         ``obs["control_cell"]`` (the source cell's name), ``obs["source"] = "generated"`` and provenance in
-        ``uns["exprflow"]``. ``condition`` defaults to the only perturbation when there is one.
+        ``uns["exprflow"]``. ``condition`` defaults to the only perturbation when there is one. ``layer``:
+        where ``adata_ctrl`` holds its counts (a layer name or ``"X"``; default: the model's layer).
         """
         if not self.is_trained:
             raise ExprflowInputError("The model is not trained yet: call train() (or load a trained model) first.")
@@ -269,8 +275,8 @@ class PerturbationFlow(LatentFlow):
                 raise ExprflowInputError(f"Give condition=, one of {self.perturbations}.")
             condition = self.perturbations[0]
         mode = decode or self.config.decode
-        if mode not in ("sample", "mean"):
-            raise ExprflowInputError(f"decode must be 'sample' or 'mean', got {mode!r}.")
+        if mode not in self.decode_modes:
+            raise ExprflowInputError(f"decode must be one of {self.decode_modes}, got {mode!r}.")
         key = self.setup.condition_key
         if key in adata_ctrl.obs.columns:
             other = adata_ctrl.obs[key].astype(str) != self.config.control_group
@@ -280,27 +286,36 @@ class PerturbationFlow(LatentFlow):
                     f"predict() maps control cells. Subset: adata[adata.obs[{key!r}] == {self.config.control_group!r}]."
                 )
         start = time.perf_counter()
-        states, _ = self.encode_states(adata_ctrl)
+        states, _ = self.encode_states(adata_ctrl, layer)
         moved = self.transport(states, condition, n_steps=n_steps, solver=solver, guidance=guidance)
-        values = self.decode_states(moved, sample=mode == "sample", seed=seed)
-        counts = sp.csr_matrix(values.astype(np.int32 if mode == "sample" else np.float32))
+        if mode == "residual":
+            counts = self.residual_counts(adata_ctrl, states, moved, seed)
+        else:
+            values = self.decode_states(moved, sample=mode == "sample", seed=seed)
+            counts = sp.csr_matrix(values.astype(np.int32 if mode == "sample" else np.float32))
         return self.as_prediction(counts, adata_ctrl, condition, {
             "n_steps": n_steps, "solver": solver, "nfe": self._last_nfe, "guidance": guidance, "seed": seed,
             "decode": mode, "sampling_seconds": time.perf_counter() - start})
 
+    def residual_counts(self, adata_ctrl: AnnData, states: np.ndarray, moved: np.ndarray, seed: int = 0) -> sp.csr_matrix:
+        """Counts of ``y_ctrl + norm(mean(moved)) - norm(mean(states))`` (log1p-normalised, clipped at 0), with
+        each control cell's own library size; ``norm`` = :func:`~exprflow.metrics.reference.normalise_rows`."""
+        from exprflow.metrics.reference import normalise_rows
+        from exprflow.models.perturbation_baselines import identity_prediction, normalised_to_counts
+
+        raw = identity_prediction(adata_ctrl, self.setup.layer)
+        shift = normalise_rows(self.decode_states(moved, sample=False)) - normalise_rows(self.decode_states(states, sample=False))
+        y = np.asarray(normalise_rows(raw).toarray()) + shift
+        return normalised_to_counts(y, np.asarray(raw.sum(axis=1)).ravel(), seed)
+
     def as_prediction(self, counts: sp.csr_matrix, adata_ctrl: AnnData, condition: str, info: dict,
                       method: str | None = None) -> AnnData:
         """Wrap predicted counts (rows = cells of ``adata_ctrl``) as the generated AnnData of the contract."""
-        levels = list(self.levels)
-        out = generated_adata(counts, self.var_names, condition_key=self.setup.condition_key, levels=levels,
-                              codes=np.full(counts.shape[0], levels.index(str(condition))), provenance={
-                                  "model": method or type(self).__name__, "version": __version__,
-                                  "control_group": self.config.control_group, "condition": str(condition), **info})
-        for column in adata_ctrl.obs.columns:
-            if column not in out.obs.columns:
-                out.obs[column] = adata_ctrl.obs[column].to_numpy()
-        out.obs["control_cell"] = np.asarray(adata_ctrl.obs_names, dtype=str)
-        return out
+        from exprflow.models.perturbation_baselines import prediction_adata
+
+        return prediction_adata(counts, adata_ctrl, self.var_names, self.setup.condition_key, list(self.levels),
+                                condition, {"model": method or type(self).__name__,
+                                            "control_group": self.config.control_group, **info})
 
     def generate(self, *args, **kwargs):
         raise ExprflowInputError("PerturbationFlow predicts from control cells: use predict(adata_ctrl, condition=...).")

@@ -46,6 +46,7 @@ from exprflow.errors import ExprflowInputError
 from exprflow.flows import guided_velocity
 from exprflow.models.base import chunks_by_condition
 from exprflow.models.conditions import require_single_key
+from exprflow.models.history import training_history
 from exprflow.models.fit import fit_loader, fit_plan
 from exprflow.models.latent_flow import DECODE_MODES, LatentFlow, LatentFlowConfig, default_vae_steps
 from exprflow.models.output import generated_adata, resolve_conditions
@@ -162,7 +163,7 @@ class PopulationFlow(LatentFlow):
                    devices=devices, seed=seed, progress_bar=progress_bar, log_dir=log_dir)
         self.train_seconds = time.perf_counter() - start
         vae_history = list(self.vae_plan.history) if getattr(self, "vae_plan", None) is not None else []
-        self.history = {"vae": vae_history, "flow": list(self.plan.history)}
+        self.history = training_history(vae=vae_history, flow=self.plan.history)
         self.is_trained = True
         return self
 
@@ -203,6 +204,7 @@ class PopulationFlow(LatentFlow):
         guidance: float = 1.0,
         seed: int = 0,
         decode: str | None = None,
+        name_prefix: str = "gen",
     ) -> AnnData:
         """``n_populations`` populations of ``population_size`` cells (default: the training N) as one AnnData.
 
@@ -210,6 +212,7 @@ class PopulationFlow(LatentFlow):
         level -> number of populations, or None (levels drawn by training frequency). Cells of a
         population are consecutive rows; ``obs["population"]`` holds its id (``pop_0``, ...) and the
         condition key its level. Counts come from the VAE decoder (``decode="mean"``: decoder means).
+        Cells are named as by :meth:`FlowModel.generate` (``name_prefix``).
         """
         if not self.is_trained:
             raise ExprflowInputError("The model is not trained yet: call train() (or load a trained model) first.")
@@ -246,7 +249,7 @@ class PopulationFlow(LatentFlow):
         }
         adata = generated_adata(counts, self.var_names, condition_key=self.setup.condition_key, levels=self.levels,
                                 codes=None if pop_codes is None else np.repeat(pop_codes, size),
-                                provenance=provenance)
+                                provenance=provenance, name_prefix=name_prefix)
         adata.obs["population"] = pd.Categorical(np.repeat([f"pop_{p}" for p in range(n_pop)], size),
                                                  categories=[f"pop_{p}" for p in range(n_pop)])
         return adata

@@ -26,6 +26,7 @@ import torch
 
 from exprflow.backbones.base import GeneAware, GeneContext
 from exprflow.models.base import FlowModel
+from exprflow.models.history import training_history
 from exprflow.models.fit import fit_plan
 from exprflow.models.training import FlowTrainingPlan, OptimConfig
 from exprflow.representations import LogNormalLibrary, StateVector, StateVectorConfig, log1p_to_counts
@@ -106,7 +107,7 @@ class StateFlow(FlowModel):
             checkpoint_every=checkpoint_every, resume=resume,
         )
         self.train_seconds = time.perf_counter() - start
-        self.history = list(self.plan.history)
+        self.history = training_history(flow=self.plan.history)
         self.is_trained = True
         return self
 

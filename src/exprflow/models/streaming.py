@@ -24,6 +24,8 @@ Contract (tested):
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 from collections.abc import Iterator, Mapping, Sequence
@@ -35,6 +37,7 @@ import numpy as np
 from exprflow import __version__
 from exprflow.data.h5ad_parts import PartStore, write_h5ad_from_parts
 from exprflow.errors import ExprflowInputError
+from exprflow.models.output import cell_names
 
 logger = logging.getLogger(__name__)
 
@@ -113,6 +116,7 @@ def generate_to_file(
     resume: bool = False,
     overwrite: bool = False,
     progress_bar: bool = True,
+    name_prefix: str = "gen",
     **generate_kwargs,
 ) -> Path:
     """Generate cells in chunks into the ``.h5ad`` file ``path`` (see the module docstring).
@@ -130,6 +134,10 @@ def generate_to_file(
         a different request refuses to resume.
     overwrite
         Replace an existing ``path`` (and discard parts of an interrupted run).
+    name_prefix
+        Cells are named ``{name_prefix}_{token}_{i}``; the token is a digest of the request (model
+        weights, cells, seed, chunk size), so a resumed run writes the same names and different requests
+        do not share names.
     generate_kwargs
         Passed to ``generate`` for every chunk (``n_steps``, ``solver``, ``guidance``, ``decode``, ...).
     """
@@ -140,6 +148,7 @@ def generate_to_file(
         raise ExprflowInputError(f"The output must be an .h5ad file, got '{path}'.")
     if int(chunk_size) < 1:
         raise ExprflowInputError(f"chunk_size must be a positive integer, got {chunk_size}.")
+    cell_names(0, name_prefix)  # validates the prefix
     if not getattr(model, "is_trained", True):
         raise ExprflowInputError("The model is not trained yet: call train() (or load a trained model) first.")
     if path.exists() and not overwrite:
@@ -187,8 +196,11 @@ def generate_to_file(
         "n_cells": n, "n_chunks": n_parts, "chunk_seeds": "numpy SeedSequence([seed, chunk index])",
         "streamed": True, **manifest["generate_kwargs"], "config": manifest["config"],
     }
+    named_by = {k: manifest[k] for k in ("fingerprint", "n_cells", "request", "seed", "chunk_size")}
+    token = hashlib.sha256(json.dumps(named_by, sort_keys=True).encode()).hexdigest()[:8]
     tmp_out = write_h5ad_from_parts(store, n_parts, path, model.var_names, condition_key=model.setup.condition_key,
-                                    levels=model.levels, uns={"exprflow": provenance})
+                                    levels=model.levels, uns={"exprflow": provenance},
+                                    obs_prefix=f"{name_prefix}_{token}_")
     store.remove()
     logger.info("%d cells written to %s in %d chunks", n, path, n_parts)
     return tmp_out
@@ -200,7 +212,6 @@ def model_fingerprint(model) -> str:
     The EMA weights stand for the backbone when present (a loaded model holds them as its backbone),
     so a model trained in this session and the same model loaded from disk agree.
     """
-    import hashlib
 
     digest = hashlib.sha256("\x00".join(model.var_names).encode())
     tensors = model._tensors() if hasattr(model, "_tensors") else {}

@@ -43,12 +43,13 @@ from exprflow.flows.sequence_objective import SequenceRectifiedFlow, sample_traj
 from exprflow.flows.trajectories import chain_sequences
 from exprflow.models.base import config_from_dict
 from exprflow.models.fit import fit_loader
+from exprflow.models.history import history_from_json, history_to_json, training_history
 from exprflow.models.latent_flow import default_vae_steps
 from exprflow.models.persistence import save_model_dir
 from exprflow.models.restore import load_backbone_weights
-from exprflow.models.setup import recall_setup, remember_setup
+from exprflow.models.setup import resolve_setup, write_setup
 from exprflow.models.trajectory_encoders import ENCODERS
-from exprflow.models.trajectory_output import TimeCourseSetup, trajectory_adata
+from exprflow.models.trajectory_output import TimeCourseSetup, locate_time, trajectory_adata
 from exprflow.models.training import FlowTrainingPlan, OptimConfig
 
 logger = logging.getLogger(__name__)
@@ -93,11 +94,8 @@ class TrajectoryFlow:
         unknown = sorted(set(config) - known)
         if unknown:
             raise ExprflowInputError(f"Unknown TrajectoryFlow option(s) {unknown}; valid: {sorted(known)}.")
-        saved = recall_setup(adata)
-        saved = saved if isinstance(saved, TimeCourseSetup) else TimeCourseSetup()
-        weight_key = weight_key or config.pop("weight_key", None) or saved.weight_key
-        self.setup = TimeCourseSetup(layer=layer or saved.layer, time_key=time_key or saved.time_key,
-                                     weight_key=weight_key)
+        self.setup = resolve_setup(adata, TimeCourseSetup, "TrajectoryFlow", layer=layer, time_key=time_key,
+                                   weight_key=weight_key or config.pop("weight_key", None))
         if self.setup.time_key is None:
             raise ExprflowInputError("Give time_key= (the obs column with each cell's time), or call "
                                      "TrajectoryFlow.setup_anndata(adata, time_key=...) first.")
@@ -123,17 +121,23 @@ class TrajectoryFlow:
         self.encoder = ENCODERS.get(name)(len(self.var_names), c.n_latent, likelihood=c.likelihood)
         self._build_backbone()
         self.plan = None
-        self.history: list | dict = []
+        self.history: dict = {}
         self.train_seconds: float | None = None
         self.is_trained = False
+
+    def __repr__(self) -> str:
+        from exprflow.models.output import model_repr
+
+        return model_repr(self) + f"\n  time grid: {len(self.time_grid)} steps"
 
     # ------------------------------------------------------------------ set-up
     @classmethod
     def setup_anndata(cls, adata: AnnData, time_key: str, layer: str | None = None,
                       weight_key: str | None = None) -> None:
-        """Validate and remember the time column (and layer / lineage weights); ``adata`` is not modified."""
+        """Validate the time column (and layer / lineage weights) and store them in
+        ``adata.uns["_exprflow_setup"]`` (the one change made to ``adata``; see :mod:`exprflow.models.setup`)."""
         prepare_timecourse(adata, time_key, layer=layer, weight_key=weight_key)
-        remember_setup(adata, TimeCourseSetup(layer=layer, time_key=time_key, weight_key=weight_key))
+        write_setup(adata, TimeCourseSetup(layer=layer, time_key=time_key, weight_key=weight_key), cls.__name__)
 
     def _set_grid(self, course: TimeCourse) -> None:
         """The time grid: observed levels plus ``time_points`` without cells (never supervised)."""
@@ -203,7 +207,7 @@ class TrajectoryFlow:
         self.train_seconds = time.perf_counter() - start
         flow = list(self.plan.history)
         vae = getattr(getattr(self.encoder, "plan", None), "history", None)
-        self.history = {"vae": list(vae), "flow": flow} if vae is not None else flow
+        self.history = training_history(vae=vae, flow=flow) if vae is not None else training_history(flow=flow)
         self.is_trained = True
         return self
 
@@ -228,19 +232,7 @@ class TrajectoryFlow:
     # -------------------------------------------------------------- sampling
     def grid_index(self, time_point: float | str) -> int:
         """Grid index of a time (a value or a level label); clear error for a time off the grid."""
-        if isinstance(time_point, str) and time_point in self.time_labels:
-            return self.time_labels.index(time_point)
-        try:
-            value = float(time_point)
-        except (TypeError, ValueError):
-            value = None
-        hits = [] if value is None else np.flatnonzero(np.isclose(self.time_grid, value, rtol=1e-9, atol=1e-9))
-        if len(hits) != 1:
-            raise ExprflowInputError(
-                f"time {time_point!r} is not on the model's time grid {self.time_labels}; a time point without "
-                "cells must be declared at training (time_points=[...])."
-            )
-        return int(hits[0])
+        return locate_time(self, time_point, "exact")[0]
 
     def sample_states(self, n: int, *, context: str = "none", query: int | None = None, n_steps: int = 16,
                       solver: str = "euler", seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -269,18 +261,31 @@ class TrajectoryFlow:
         return states.numpy(), observed.numpy()
 
     def predict(self, time: float | str, n_cells: int = 500, *, context: str = "observed", n_steps: int = 16,
-                solver: str = "euler", seed: int = 0, decode: str | None = None) -> AnnData:
+                solver: str = "euler", seed: int = 0, decode: str | None = None, method: str = "auto") -> AnnData:
         """Cells at one time point (observed or held out) as an AnnData (values, ``obs[time_key]``, source).
 
         With ``context="observed"`` the other observed time points are given as context (real train
         cells chained by OT) and the time point is filled in; ``"none"`` generates whole trajectories.
+        ``time``: a grid time, a level label (``"bin2"``) or, with ``method``, any numeric time inside
+        the grid: ``"nearest"`` takes the nearest grid step (time bin), ``"interpolate"`` the latent
+        states of each trajectory between the two neighbouring steps, weighted by distance (the
+        requested time is then ``obs[time_key]``). ``"auto"``: ``"nearest"`` for models of pseudotime
+        bins (``n_bins``), else only grid times.
         """
-        k = self.grid_index(time)
-        states, _ = self.sample_states(n_cells, context=context, query=k, n_steps=n_steps, solver=solver, seed=seed)
+        k0, k1, w = locate_time(self, time, method)
+        query = k0 if k0 == k1 else None
+        states, _ = self.sample_states(n_cells, context=context, query=query, n_steps=n_steps, solver=solver,
+                                       seed=seed)
         rng = np.random.default_rng(seed)
-        X = self.encoder.decode(states[:, k], rng, sample=(decode or self.config.decode) == "sample")
-        return trajectory_adata(X, self, np.full(n_cells, k), trajectory=None,
-                                provenance=self._provenance("predict", seed, n_steps, solver, context))
+        z = states[:, k0] if k0 == k1 else (1.0 - w) * states[:, k0] + w * states[:, k1]
+        X = self.encoder.decode(z, rng, sample=(decode or self.config.decode) == "sample")
+        provenance = self._provenance("predict", seed, n_steps, solver, context)
+        provenance.update(time=str(time), grid_steps=[self.time_labels[k0], self.time_labels[k1]], weight=w)
+        adata = trajectory_adata(X, self, np.full(n_cells, k1 if w >= 0.5 else k0), trajectory=None,
+                                 provenance=provenance)
+        if k0 != k1:
+            adata.obs[self.setup.time_key] = float(time)
+        return adata
 
     def generate_trajectories(self, n: int, *, context: str = "none", n_steps: int = 16, solver: str = "euler",
                               seed: int = 0, decode: str | None = None) -> AnnData:
@@ -329,7 +334,7 @@ class TrajectoryFlow:
             "representation": self.representation, "encoder": enc_fields, "time_grid": self.time_grid.tolist(),
             "time_labels": self.time_labels, "present": self.present.tolist(),
             "level_of_grid": {str(k): v for k, v in self.level_of_grid.items()},
-            "train_seconds": self.train_seconds, "history": self.history,
+            "train_seconds": self.train_seconds, "history": history_to_json(self.history),
         }
         tensors = {f"encoder.{k}": v for k, v in enc_tensors.items()}
         tensors.update({f"backbone.{k}": v for k, v in self.backbone.state_dict().items()})
@@ -356,7 +361,7 @@ class TrajectoryFlow:
         self.positions = ((self.time_grid - self.time_grid[0]) / (self.time_grid[-1] - self.time_grid[0])).astype(np.float32)
         self.level_of_grid = {int(k): int(v) for k, v in saved["level_of_grid"].items()}
         self.course, self.plan, self.is_trained = None, None, True
-        self.history, self.train_seconds = saved.get("history", []), saved.get("train_seconds")
+        self.history, self.train_seconds = history_from_json(saved.get("history")), saved.get("train_seconds")
         self.encoder = ENCODERS.get(self.representation)(len(self.var_names), self.config.n_latent,
                                                          likelihood=self.config.likelihood)
         self.encoder.load(saved["encoder"], {k[8:]: v for k, v in tensors.items() if k.startswith("encoder.")})
