@@ -124,6 +124,7 @@ def test_batch_key_decodes_as_if_from_another_batch(tmp_path):
     assert _donor_signal(d2).mean() > _donor_signal(d1).mean() + 0.5  # the decoder carries the donor effect
     assert model.generate(n_cells=10, conditions="type0").obs["donor"].isna().all()
     assert model.get_latent_representation(adata).shape == (adata.n_obs, 4)
+    assert model.get_normalized_expression(adata[:5]).shape == (5, adata.n_vars)
     model.save(str(tmp_path / "b"))
     loaded = LatentFlow.load(str(tmp_path / "b"))
     again = loaded.generate(n_cells=150, conditions="type0", batch="d2", seed=1, decode="mean")
