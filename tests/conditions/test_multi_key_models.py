@@ -87,6 +87,7 @@ def test_save_load_roundtrip(trained, tmp_path):
     b = loaded.generate(n_cells=20, conditions=request, seed=5)
     assert np.array_equal(a.X.toarray(), b.X.toarray())
     assert loaded.condition_keys == KEYS
+    assert "donor: 2 levels (d1, d2)" in repr(loaded)
     assert np.array_equal(np.sort(loaded.train_codes), np.sort(model.train_codes))
 
 
