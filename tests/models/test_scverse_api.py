@@ -117,9 +117,11 @@ def test_generated_cell_names_are_unique_across_calls(trained_on_layer):
         model.generate(n_cells=2, n_steps=2, name_prefix="")
 
 
-def test_a_list_of_condition_keys_is_a_clear_error(counts_adata):
-    with pytest.raises(ExprflowInputError, match="ONE obs column.*combine"):
-        StateFlow(counts_adata, condition_key=["cell_type", "batch"])
+def test_a_list_of_condition_keys_is_a_clear_error_where_one_column_is_needed(counts_adata):
+    from exprflow.data import prepare_counts
+
+    with pytest.raises(ExprflowInputError, match="ONE obs column.*combine"):  # models with several keys:
+        prepare_counts(counts_adata, condition_key=["cell_type", "batch"])    # tests/conditions
 
 
 def test_normalized_expression_is_decoder_means_on_the_library_size(trained_on_layer):

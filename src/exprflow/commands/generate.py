@@ -5,6 +5,7 @@ from pathlib import Path
 
 import click
 
+from exprflow.commands.conditions import guidance_options, like_request, parse_guidance
 from exprflow.commands.options import no_plots_option
 from exprflow.errors import ExprflowInputError
 
@@ -18,11 +19,11 @@ def report_folder(out: Path) -> Path:
 @click.argument("run", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--n-cells", type=int, default=None, help="Number of cells to generate.")
 @click.option("--like", "like_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="Generate as many cells per condition level as this .h5ad holds.")
+              help="Generate as many cells per condition level (label combination) as this .h5ad holds.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Output .h5ad.")
 @click.option("--n-steps", type=int, default=16, show_default=True)
 @click.option("--solver", default="euler", show_default=True, help="euler | heun | rk4 | dopri5")
-@click.option("--guidance", type=float, default=1.0, show_default=True, help="Classifier-free guidance scale.")
+@guidance_options
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
 @click.option("--chunk-size", type=int, default=None,
@@ -30,8 +31,8 @@ def report_folder(out: Path) -> Path:
                    "resumable; see docs/out_of_core.md). Default: all cells in memory at once.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted streamed run (--chunk-size) of the same request.")
 @no_plots_option
-def generate(run, n_cells, like_path, out, n_steps, solver, guidance, seed, overwrite, chunk_size, resume,
-             no_plots) -> None:
+def generate(run, n_cells, like_path, out, n_steps, solver, guidance, composition, seed, overwrite, chunk_size,
+             resume, no_plots) -> None:
     """Generate cells from a trained RUN directory (or a model directory) into --out.
 
     Also writes OUT_report/report.md (beside --out) with, given --like, a UMAP of the --like cells
@@ -45,6 +46,7 @@ def generate(run, n_cells, like_path, out, n_steps, solver, guidance, seed, over
         raise ExprflowInputError("--resume continues a streamed run: give the same --chunk-size as that run.")
     if out.exists() and not overwrite:
         raise ExprflowInputError(f"{out} already exists. Pass --overwrite or choose another --out file.")
+    guidance = parse_guidance(guidance)
     model = load_any_model(run)
     key = model.setup.condition_key
     request = {"n_cells": n_cells}
@@ -53,18 +55,16 @@ def generate(run, n_cells, like_path, out, n_steps, solver, guidance, seed, over
 
         like = read_adata(like_path, backed="r")  # only obs is needed
         _check_like_genes(like, like_path, model.var_names)
-        if key is not None:
-            if key not in like.obs:
-                raise ExprflowInputError(f"{like_path} has no obs column {key!r} (the model's condition key); "
-                                         f"available: {', '.join(like.obs.columns) or 'none'}.")
-            counts = like.obs[key].astype(str).value_counts()
-            request = {"conditions": {str(k): int(v) for k, v in counts.items() if v > 0}, "guidance": guidance}
-        else:
-            request = {"n_cells": like.n_obs}
-    else:
+        request = like_request(model, like, like_path)
+    if "conditions" in request or like_path is None:
         request["guidance"] = guidance
+    if composition != "joint" or isinstance(guidance, dict):
+        request["composition"] = composition
+    shown = request if not hasattr(request.get("conditions"), "columns") else {
+        **request, "conditions": f"{len(request['conditions'])} label combinations of {key}"}
     facts = [f"model: {type(model).__name__} from `{run}`",
-             f"request: {request}, {solver} with {n_steps} steps, seed {seed}"]
+             f"request: {shown}, {solver} with {n_steps} steps, seed {seed}"]
+    key = key[0] if isinstance(key, list) else key  # the reports colour by one key
     if chunk_size is not None:
         path = model.generate_to_file(out, **request, n_steps=n_steps, solver=solver, seed=seed,
                                       chunk_size=chunk_size, resume=resume, overwrite=overwrite)

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import click
 
+from exprflow.commands.conditions import condition_key_option, parse_condition_keys
 from exprflow.commands.options import (DEFAULT_CHECKPOINT_EVERY, build_model_kwargs, build_run_kwargs,
                                        build_train_kwargs, model_options, no_plots_option, parse_json_object)
 
@@ -34,7 +35,7 @@ def demo(out, model_name, backbone, backbone_kwargs, likelihood, flow_steps, max
 @click.option("--data", "data_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Training data (.h5ad).")
 @click.option("--layer", default=None, help="Layer holding raw counts (default: X).")
-@click.option("--condition-key", default=None, help="obs column to condition on (e.g. cell_type).")
+@condition_key_option
 @click.option("--time-key", default=None, help="obs column holding time or pseudotime (time-course models).")
 @click.option("--control-group", default=None,
               help="Level of --condition-key that is the control (perturbation models).")
@@ -83,6 +84,7 @@ def _fit(data_path, layer, condition_key, time_key, control_group, model_kwargs,
     from exprflow.models.run_dir import check_run_dir, finish_run_dir, is_launch_rank_zero, start_run_dir
     from exprflow.run_report import write_report
 
+    condition_key = parse_condition_keys(condition_key)
     kwargs = build_model_kwargs(model_name, backbone, likelihood, backbone_kwargs)
     extra = parse_json_object("--model-kwargs", model_kwargs)
     if isinstance(extra.get("vae"), dict) and "vae" in kwargs:  # --likelihood and --model-kwargs' vae options

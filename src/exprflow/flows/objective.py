@@ -41,10 +41,13 @@ class RectifiedFlow:
         time_sampler: a name in :data:`TIME_SAMPLERS` (default hyperparameters) or a sampler object.
         coupling: a name in :data:`COUPLINGS` or a coupling object.
         cond_dropout: probability of replacing a condition code by the null code during training.
+        conditions: a :class:`~exprflow.flows.conditions.ConditionSpace` for packed codes of several
+            attributes: each attribute is then dropped to its own null independently with ``cond_dropout``.
     """
 
     def __init__(
-        self, time_sampler: Any = "uniform", coupling: Any = "independent", cond_dropout: float = 0.1
+        self, time_sampler: Any = "uniform", coupling: Any = "independent", cond_dropout: float = 0.1,
+        conditions: Any = None,
     ) -> None:
         if not 0.0 <= cond_dropout < 1.0:
             raise ValueError(f"cond_dropout must lie in [0, 1), got {cond_dropout}")
@@ -53,6 +56,7 @@ class RectifiedFlow:
         self.time_sampler = time_sampler
         self.coupling = COUPLINGS.get(coupling)() if isinstance(coupling, str) else coupling
         self.cond_dropout = float(cond_dropout)
+        self.conditions = conditions
         self.path = RectifiedPath()
 
     def loss(
@@ -78,8 +82,11 @@ class RectifiedFlow:
         t = self.time_sampler.sample(batch, generator=generator, device=x1.device).to(x1.dtype)
         xt, ut = self.path.sample(x0, x1, t)
         if cond is not None:
-            null = int(model.n_conditions if n_null is None else n_null)
-            cond = drop_conditions(cond, null, self.cond_dropout, generator)
+            if self.conditions is not None:
+                cond = self.conditions.drop(cond, self.cond_dropout, generator)
+            else:
+                null = int(model.n_conditions if n_null is None else n_null)
+                cond = drop_conditions(cond, null, self.cond_dropout, generator)
         v = model(xt, t, cond)
         return torch.mean((v - ut) ** 2)
 

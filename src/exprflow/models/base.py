@@ -30,7 +30,12 @@ from exprflow import __version__
 from exprflow.data import prepare_counts, read_adata
 from exprflow.data.counts import warn_thin_training_data
 from exprflow.errors import ExprflowInputError
+from exprflow.backbones import BACKBONES
 from exprflow.flows import RectifiedFlow, guided_velocity
+from exprflow.flows.conditions import ConditionSpace, compositional_velocity, install_condition_embedding
+from exprflow.models.conditions import (
+    combination_obs, encode_combinations, normalize_condition_key, resolve_combinations,
+)
 from exprflow.models.history import history_from_json, history_to_json
 from exprflow.models.output import generated_adata, model_repr, resolve_conditions
 from exprflow.models.persistence import save_model_dir
@@ -62,7 +67,8 @@ def _prepare_training_data(adata: AnnData, setup: AnnDataSetup):
     from exprflow.data.backed import is_backed, prepare_backed_counts
 
     prepare = prepare_backed_counts if is_backed(adata) else prepare_counts
-    return prepare(adata, layer=setup.layer, condition_key=setup.condition_key, require_counts=True)
+    single_key = None if isinstance(setup.condition_key, list) else setup.condition_key  # several: see conditions.py
+    return prepare(adata, layer=setup.layer, condition_key=single_key, require_counts=True)
 
 
 def _coerce_nested(config_cls: type, d: dict) -> dict:
@@ -85,9 +91,12 @@ class FlowModel:
 
     config_cls: ClassVar[type]
 
-    def __init__(self, adata: AnnData | str, layer: str | None = None, condition_key: str | None = None, **config) -> None:
+    def __init__(self, adata: AnnData | str, layer: str | None = None,
+                 condition_key: str | Sequence[str] | None = None, **config) -> None:
         adata = read_adata(adata)
+        condition_key = normalize_condition_key(condition_key)
         setup = resolve_setup(adata, AnnDataSetup, type(self).__name__, layer=layer, condition_key=condition_key)
+        setup = replace(setup, condition_key=normalize_condition_key(setup.condition_key))  # a list read from uns
         self.setup = setup
         self.config = self._make_config(config)
         self.data = _prepare_training_data(adata, setup)
@@ -95,6 +104,9 @@ class FlowModel:
         self.var_names = list(self.data.var_names)
         self.levels = self.data.condition_levels
         self.train_codes = self.data.conditions
+        self.condition_space = None
+        if isinstance(setup.condition_key, list):  # several keys: packed label combinations
+            self.condition_space, self.train_codes = encode_combinations(adata, setup.condition_key, self.data.kept)
         self.var = adata.var  # read only (gene-aware backbones look up columns such as genomic position)
         self._fit_representation()
         self._build_networks(self.n_conditions)
@@ -108,7 +120,15 @@ class FlowModel:
 
     @property
     def n_conditions(self) -> int:
+        if self.condition_space is not None:
+            return self.condition_space.null_code
         return len(self.levels) if self.levels else 0
+
+    @property
+    def condition_keys(self) -> list[str]:
+        """The condition keys (obs columns), none, one or several."""
+        key = self.setup.condition_key
+        return [] if key is None else ([key] if isinstance(key, str) else list(key))
 
     @classmethod
     def _make_config(cls, overrides: dict):
@@ -121,8 +141,9 @@ class FlowModel:
         return replace(base, **_coerce_nested(cls.config_cls, overrides))
 
     @classmethod
-    def setup_anndata(cls, adata: AnnData, layer: str | None = None, condition_key: str | None = None) -> None:
-        """Validate ``adata`` and store which layer holds counts and which obs column is the condition.
+    def setup_anndata(cls, adata: AnnData, layer: str | None = None,
+                      condition_key: str | Sequence[str] | None = None) -> None:
+        """Validate ``adata`` and store which layer holds counts and which obs column(s) hold the condition.
 
         The setup is written to ``adata.uns["_exprflow_setup"]`` (the one change exprflow ever makes to
         the user's AnnData, as scvi-tools' ``setup_anndata`` does), so copies, views and subsets keep it;
@@ -135,10 +156,15 @@ class FlowModel:
         layer
             Layer holding the counts; ``None`` reads ``X``.
         condition_key
-            ``obs`` column of the condition to generate by (``None``: an unconditional model).
+            ``obs`` column of the condition to generate by (``None``: an unconditional model), or a list
+            of columns (label combinations, e.g. ``["cell_type", "donor"]``; see
+            :mod:`exprflow.models.conditions`).
         """
+        condition_key = normalize_condition_key(condition_key)
         setup = AnnDataSetup(layer=layer, condition_key=condition_key)
-        _prepare_training_data(adata, setup)  # validate now
+        data = _prepare_training_data(adata, setup)  # validate now
+        if isinstance(condition_key, list):
+            encode_combinations(adata, condition_key, data.kept)
         write_setup(adata, setup, cls.__name__)
 
     # ------------------------------------------------------------------ hooks
@@ -170,33 +196,48 @@ class FlowModel:
     def _objective(self) -> RectifiedFlow:
         """The rectified-flow objective from the config's ``time_sampler``, ``coupling`` and ``cond_dropout``."""
         c = self.config
-        return RectifiedFlow(time_sampler=c.time_sampler, coupling=c.coupling, cond_dropout=c.cond_dropout)
+        return RectifiedFlow(time_sampler=c.time_sampler, coupling=c.coupling, cond_dropout=c.cond_dropout,
+                             conditions=self.condition_space)
+
+    def _make_backbone(self, dim: int):
+        """The configured backbone for states of width ``dim``, with one embedding per condition attribute
+        when there are several condition keys."""
+        if self.condition_space is None:
+            return BACKBONES.get(self.config.backbone)(dim=dim, n_conditions=self.n_conditions,
+                                                      **self._backbone_kwargs())
+        backbone = BACKBONES.get(self.config.backbone)(dim=dim, n_conditions=0, **self._backbone_kwargs())
+        return install_condition_embedding(backbone, self.condition_space)
 
     # ------------------------------------------------------------ generation
     def _ema_weights(self):
         return nullcontext() if self.plan is None else self.plan.ema.swap(self.backbone)
 
     @torch.no_grad()
-    def sample_states(self, codes: np.ndarray | None, n: int, *, n_steps: int, solver: str, guidance: float,
-                      generator: torch.Generator) -> tuple[torch.Tensor, int]:
+    def sample_states(self, codes: np.ndarray | None, n: int, *, n_steps: int, solver: str,
+                      guidance: float | Mapping[str, float], generator: torch.Generator) -> tuple[torch.Tensor, int]:
         """Integrate the flow for ``n`` cells; returns the flow's states and the number of function evaluations."""
         x0 = torch.randn(n, self.backbone.dim, generator=generator)
         cond = None if codes is None else torch.as_tensor(codes, dtype=torch.long)
         self.backbone.eval()
         with self._ema_weights():
-            velocity = guided_velocity(self.backbone, cond, guidance)
+            if isinstance(guidance, Mapping):
+                velocity = compositional_velocity(self.backbone, self.condition_space, cond, guidance,
+                                                  getattr(self, "_composition", "joint"))
+            else:
+                velocity = guided_velocity(self.backbone, cond, guidance)
             result = integrate(velocity, x0, solver=solver, n_steps=n_steps)
         return result.x, result.nfe
 
     def generate(
         self,
         n_cells: int | None = None,
-        conditions: Mapping[str, int] | Sequence[str] | str | None = None,
+        conditions: Mapping[str, int] | Sequence[str] | str | pd.DataFrame | None = None,
         n_steps: int = 16,
         solver: str = "euler",
-        guidance: float = 1.0,
+        guidance: float | Mapping[str, float] = 1.0,
         seed: int = 0,
         batch_size: int | None = None,
+        composition: str = "joint",
         name_prefix: str = "gen",
     ) -> AnnData:
         """Generate cells as an AnnData (integer sparse counts, conditions in obs, provenance in uns).
@@ -205,6 +246,12 @@ class FlowModel:
         ``n_cells``; with ``n_cells`` only, levels follow their training frequencies. ``batch_size``:
         cells integrated together; ``None`` takes the backbone's ``generate_batch_size`` where it has
         one (backbones with a token per gene hold ``cells x genes x width`` activations), else 8,192.
+
+        With several condition keys, ``conditions`` is a DataFrame of combinations or a dict attribute ->
+        level (:func:`exprflow.models.conditions.resolve_combinations`; attributes left out are
+        marginalised), and ``guidance`` may be a dict attribute -> weight, composed as ``composition``
+        (``"joint"`` or ``"product"``, :mod:`exprflow.flows.conditions`).
+
         Cells are named ``{name_prefix}_{token}_{i}`` with a token new to each call, so the outputs of
         several calls concatenate without duplicate names.
         """
@@ -212,7 +259,11 @@ class FlowModel:
             raise ExprflowInputError("The model is not trained yet: call train() (or load a trained model) first.")
         rng = np.random.default_rng(seed)
         gen = torch.Generator().manual_seed(seed)
-        n, codes = resolve_conditions(n_cells, conditions, self.levels, self.train_codes, rng)
+        guidance = self._check_guidance(guidance, composition)
+        if self.condition_space is not None:
+            n, codes = resolve_combinations(n_cells, conditions, self.condition_space, self.train_codes, rng)
+        else:
+            n, codes = resolve_conditions(n_cells, conditions, self.levels, self.train_codes, rng)
         # Cells are generated one condition level at a time (then put back in request order): every
         # cell of a chunk shares its (t, cond) modulation, which the backbone then broadcasts.
         order = np.arange(n) if codes is None else np.argsort(codes, kind="stable")
@@ -229,10 +280,32 @@ class FlowModel:
             "nfe": self._last_nfe, "guidance": guidance, "seed": seed, "sampling_seconds": seconds,
             "config": asdict(self.config),
         }
+        if self.condition_space is not None:
+            provenance["composition"] = composition
+            out = generated_adata(counts, self.var_names, condition_key=None, levels=None, codes=None,
+                                  provenance=provenance, name_prefix=name_prefix)
+            for key, column in combination_obs(self.condition_space, codes, out.obs_names).items():
+                out.obs[key] = column
+            return out
         return generated_adata(
             counts, self.var_names, condition_key=self.setup.condition_key,
             levels=self.levels, codes=codes, provenance=provenance, name_prefix=name_prefix,
         )
+
+    def _check_guidance(self, guidance, composition: str):
+        """A float, or a dict attribute -> weight (several condition keys only); sets the composition."""
+        from exprflow.flows.conditions import COMPOSITIONS
+
+        if composition not in COMPOSITIONS:
+            raise ExprflowInputError(f"composition must be one of {COMPOSITIONS}, got {composition!r}.")
+        self._composition = composition
+        if not isinstance(guidance, Mapping):
+            return float(guidance)
+        if self.condition_space is None:
+            raise ExprflowInputError("Guidance per attribute needs several condition keys; give one float.")
+        for key in guidance:
+            self.condition_space.key_index(key)
+        return {str(k): float(w) for k, w in guidance.items()}
 
     def generate_to_file(self, path: str, n_cells: int | None = None,
                          conditions: Mapping[str, int] | Sequence[str] | str | None = None, **kwargs):
@@ -243,6 +316,9 @@ class FlowModel:
         """
         from exprflow.models.streaming import generate_to_file
 
+        if self.condition_space is not None:
+            raise ExprflowInputError("generate_to_file takes models with one condition key; with several, "
+                                     "call generate() and write the result (exprflow.io).")
         return generate_to_file(self, path, n_cells, conditions, **kwargs)
 
     # ----------------------------------------------------------- persistence
@@ -254,8 +330,12 @@ class FlowModel:
             "model": type(self).__name__, "exprflow_version": __version__, "torch_version": torch.__version__,
             "config": asdict(self.config), "setup": asdict(self.setup), "var_names": self.var_names,
             "condition_levels": self.levels,
-            "train_condition_counts": None if self.train_codes is None else np.bincount(
+            "train_condition_counts": None if self.train_codes is None or self.levels is None else np.bincount(
                 self.train_codes, minlength=len(self.levels)).tolist(),
+            "condition_space": None if self.condition_space is None else {
+                **self.condition_space.state_dict(),
+                "train_combinations": [[int(c), int(k)] for c, k in zip(*np.unique(self.train_codes, return_counts=True))],
+            },
             "train_seconds": self.train_seconds, "history": history_to_json(self.history), **self._extra_state(),
         }
         save_model_dir(dir_path, config, self._tensors(), overwrite=overwrite)
@@ -275,6 +355,11 @@ class FlowModel:
         self.levels = saved["condition_levels"]
         counts = saved.get("train_condition_counts")
         self.train_codes = None if counts is None else np.repeat(np.arange(len(counts)), counts)
+        space = saved.get("condition_space")
+        self.condition_space = None if space is None else ConditionSpace.from_state(space)
+        if space is not None:
+            combos = np.asarray(space["train_combinations"], dtype=np.int64).reshape(-1, 2)
+            self.train_codes = np.repeat(combos[:, 0], combos[:, 1])
         self.data = None
         self.var = None
         self.plan = None

@@ -8,6 +8,11 @@
              x0 ~ N(0, I);  v_theta(s_t, t, c) ~ s1 - s0   (any registered backbone, CFG by cond dropout)
     sample   integrate the flow -> (z, log l) -> counts ~ p(x | z, l)   (or the decoder mean on request)
 
+With ``batch_key`` the count VAE's encoder and decoder also read the cell's batch (scVI style), so the
+latent, and the flow on it, is batch-corrected; ``generate(batch=...)`` decodes every cell "as if
+from" that batch, and without it each cell is decoded with a batch drawn from the training frequencies
+(the batch marginalised).
+
 With ``library="lognormal"`` the flow covers z only and the library size is drawn from a per-condition
 log-normal fitted on the train cells (:class:`~exprflow.representations.LogNormalLibrary`).
 
@@ -32,10 +37,10 @@ import scipy.sparse as sp
 import torch
 from anndata import AnnData
 
-from exprflow.backbones import BACKBONES
 from exprflow.data import iter_dense_batches, prepare_counts
 from exprflow.errors import ExprflowInputError
 from exprflow.models.base import FlowModel
+from exprflow.models.conditions import batch_codes
 from exprflow.models.history import training_history
 from exprflow.models.fit import fit_plan
 from exprflow.models.training import FlowTrainingPlan, OptimConfig
@@ -82,8 +87,26 @@ class LatentFlow(FlowModel):
     config_cls = LatentFlowConfig
     decode_modes = DECODE_MODES
 
+    def __init__(self, adata: AnnData | str, layer: str | None = None, condition_key=None,
+                 batch_key: str | None = None, **config) -> None:
+        from exprflow.data import read_adata
+
+        adata = read_adata(adata)
+        self.batch_key, self._batch_source = batch_key, adata  # read once in _fit_representation
+        try:
+            super().__init__(adata, layer=layer, condition_key=condition_key, **config)
+        finally:
+            del self._batch_source
+
     # ------------------------------------------------------------------ set-up
     def _fit_representation(self) -> None:
+        from exprflow.data.counts import drop_unused_levels
+        from exprflow.data.validation import check_conditions
+
+        self.batch_levels, self.train_batches = None, None
+        if getattr(self, "batch_key", None) is not None:
+            codes, levels = check_conditions(self._batch_source, self.batch_key)
+            self.train_batches, self.batch_levels = drop_unused_levels(codes[self.data.kept], levels, self.batch_key)
         c = self.config
         if c.library not in LIBRARY_MODELS:
             raise ExprflowInputError(f"library must be one of {LIBRARY_MODELS}, got {c.library!r}.")
@@ -91,7 +114,7 @@ class LatentFlow(FlowModel):
             raise ExprflowInputError(f"decode must be one of {self.decode_modes}, got {c.decode!r}.")
         log_lib = np.log(self.data.library_size)
         self.log_library_range = (float(log_lib.min()), float(log_lib.max()))
-        self.library = LogNormalLibrary().fit(self.data.library_size, self.data.conditions)
+        self.library = LogNormalLibrary().fit(self.data.library_size, self.train_codes)
         self.state_mean: np.ndarray | None = None
         self.state_std: np.ndarray | None = None
 
@@ -100,10 +123,8 @@ class LatentFlow(FlowModel):
         return self.config.vae.n_latent + (1 if self.config.library == "flow" else 0)
 
     def _build_networks(self, n_conditions: int) -> None:
-        self.vae = CountVAE(len(self.var_names), self.config.vae)
-        self.backbone = BACKBONES.get(self.config.backbone)(
-            dim=self.state_dim, n_conditions=n_conditions, **self._backbone_kwargs()
-        )
+        self.vae = CountVAE(len(self.var_names), self.config.vae, len(getattr(self, "batch_levels", None) or []))
+        self.backbone = self._make_backbone(self.state_dim)
         self.objective = self._objective()
 
     # ---------------------------------------------------------------- training
@@ -143,14 +164,14 @@ class LatentFlow(FlowModel):
         logger.info("phase 1/2: count VAE (%s likelihood, %d latent dims)", self.config.vae.likelihood,
                     self.config.vae.n_latent)
         self.vae_plan = VAETrainingPlan(self.vae, self.config.vae_optim)
-        fit_plan(self.vae_plan, self.data.X, None, batch_size=batch_size, max_epochs=max_epochs,
+        fit_plan(self.vae_plan, self.data.X, self.train_batches, batch_size=batch_size, max_epochs=max_epochs,
                  max_steps=max_steps, checkpoint_path=ckpt("vae"), **common)
         self.vae_seconds = time.perf_counter() - start
 
         logger.info("phase 2/2: rectified flow on the latent means (%d steps)", flow_steps)
         states = self._fit_state_standardiser(self.data.X, self.data.library_size)
         self.plan = FlowTrainingPlan(self.backbone, self.objective, lambda s: s, self.config.flow_optim, 0)
-        fit_plan(self.plan, states, self.data.conditions, batch_size=flow_batch_size, max_epochs=None,
+        fit_plan(self.plan, states, self.train_codes, batch_size=flow_batch_size, max_epochs=None,
                  max_steps=flow_steps, checkpoint_path=ckpt("flow"), **common)
         self.train_seconds = time.perf_counter() - start
         self.history = training_history(vae=self.vae_plan.history, flow=self.plan.history)
@@ -158,15 +179,16 @@ class LatentFlow(FlowModel):
         return self
 
     @torch.no_grad()
-    def _encode_means(self, X: sp.csr_matrix, batch_size: int = 1024) -> np.ndarray:
+    def _encode_means(self, X: sp.csr_matrix, batch_size: int = 1024, batches: np.ndarray | None = None) -> np.ndarray:
         self.vae.eval()
         out = np.empty((X.shape[0], self.config.vae.n_latent), dtype=np.float32)
         for rows, block in iter_dense_batches(X, batch_size, shuffle=False):
-            out[rows] = self.vae.encode(torch.from_numpy(block))[0].numpy()
+            b = None if batches is None else torch.as_tensor(batches[rows])
+            out[rows] = self.vae.encode(torch.from_numpy(block), b)[0].numpy()
         return out
 
     def _fit_state_standardiser(self, X: sp.csr_matrix, library: np.ndarray) -> np.ndarray:
-        states = self._encode_means(X)
+        states = self._encode_means(X, batches=self.train_batches)
         if self.config.library == "flow":
             states = np.concatenate([states, np.log(library)[:, None].astype(np.float32)], axis=1)
         self.state_mean = states.mean(0)
@@ -197,8 +219,10 @@ class LatentFlow(FlowModel):
         if X is None:
             if self.data is None:
                 raise ExprflowInputError("Pass adata: a loaded model does not keep its training cells.")
-            X = self.data.X
-        return self._encode_means(X, batch_size)
+            X, batches = self.data.X, self.train_batches
+        else:
+            batches = batch_codes(adata.obs, self.batch_key, self.batch_levels)
+        return self._encode_means(X, batch_size, batches)
 
     def read_counts(self, adata: AnnData, layer: str | None = None) -> sp.csr_matrix:
         """Validated raw counts of every cell of ``adata`` (rows match ``adata``), from ``layer`` or the
@@ -238,9 +262,10 @@ class LatentFlow(FlowModel):
         if X is None:
             if self.data is None:
                 raise ExprflowInputError("Pass adata: a loaded model does not keep its training cells.")
-            X, names = self.data.X, list(self.data.obs_names)
+            X, names, batches = self.data.X, list(self.data.obs_names), self.train_batches
         else:
             names = [str(n) for n in adata.obs_names]
+            batches = batch_codes(adata.obs, self.batch_key, self.batch_levels)
         if isinstance(library_size, str):
             if library_size != "observed":
                 raise ExprflowInputError(f"library_size must be a positive number or 'observed', got {library_size!r}.")
@@ -252,16 +277,20 @@ class LatentFlow(FlowModel):
             raise ExprflowInputError(f"library_size must be a positive number or 'observed', got {library_size!r}.")
         else:
             library = np.full(X.shape[0], float(library_size))
-        z = self._encode_means(X, batch_size)
-        out = np.concatenate([self.decode(z[i : i + batch_size], library[i : i + batch_size], sample=False)
+        z = self._encode_means(X, batch_size, batches)
+        out = np.concatenate([self.decode(z[i : i + batch_size], library[i : i + batch_size], sample=False,
+                                          batches=None if batches is None else batches[i : i + batch_size])
                               for i in range(0, len(z), batch_size)]) if len(z) else np.zeros((0, len(self.var_names)))
         return pd.DataFrame(out, index=names, columns=self.var_names)
 
     @torch.no_grad()
-    def decode(self, z: np.ndarray, library: np.ndarray, sample: bool = True, seed: int = 0) -> np.ndarray:
-        """Counts (``sample=True``) or decoder means for latents ``z`` (cells x n_latent) and library sizes."""
+    def decode(self, z: np.ndarray, library: np.ndarray, sample: bool = True, seed: int = 0,
+               batches: np.ndarray | None = None) -> np.ndarray:
+        """Counts (``sample=True``) or decoder means for latents ``z`` (cells x n_latent) and library sizes
+        (and, with a batch key, each cell's batch code)."""
         self.vae.eval()
-        px = self.vae.decode(torch.as_tensor(z, dtype=torch.float32), torch.as_tensor(library, dtype=torch.float32))
+        b = None if batches is None else torch.as_tensor(batches)
+        px = self.vae.decode(torch.as_tensor(z, dtype=torch.float32), torch.as_tensor(library, dtype=torch.float32), b)
         if not sample:
             return px.mean.numpy()
         with torch.random.fork_rng():
@@ -269,13 +298,24 @@ class LatentFlow(FlowModel):
             return px.sample().numpy()
 
     # ---------------------------------------------------------- generation
-    def generate(self, *args, decode: str | None = None, **kwargs) -> AnnData:
-        """As :meth:`FlowModel.generate`; ``decode="mean"`` returns decoder means instead of sampled counts."""
+    def generate(self, *args, decode: str | None = None, batch: str | None = None, **kwargs) -> AnnData:
+        """As :meth:`FlowModel.generate`; ``decode="mean"`` returns decoder means instead of sampled counts.
+
+        ``batch`` (models with a ``batch_key``): decode every cell as if from this batch; ``None`` draws
+        each cell's batch from the training frequencies (``obs[batch_key]`` is then missing).
+        """
         mode = decode or self.config.decode
         if mode not in DECODE_MODES:
             raise ExprflowInputError(f"decode must be one of {DECODE_MODES}, got {mode!r}.")
+        if batch is not None and getattr(self, "batch_key", None) is None:
+            raise ExprflowInputError("batch= needs a model trained with batch_key=.")
         self._decode_mode = mode
-        return super().generate(*args, **kwargs)
+        self._decode_batch = None if batch is None else int(
+            batch_codes(pd.DataFrame({self.batch_key: [batch]}), self.batch_key, self.batch_levels)[0])
+        out = super().generate(*args, **kwargs)
+        if getattr(self, "batch_key", None) is not None:
+            out.obs[self.batch_key] = pd.Categorical([batch] * out.n_obs, categories=self.batch_levels)
+        return out
 
     def _generate_chunk(self, codes, n, *, n_steps, solver, guidance, generator, rng) -> sp.csr_matrix:
         s, self._last_nfe = self.sample_states(codes, n, n_steps=n_steps, solver=solver, guidance=guidance,
@@ -287,7 +327,12 @@ class LatentFlow(FlowModel):
         else:
             library = self.library.sample(n, codes, rng)
         mode = getattr(self, "_decode_mode", self.config.decode)
-        values = self.decode(z, library, sample=mode == "sample", seed=int(rng.integers(2**31)))
+        batches = None
+        if getattr(self, "batch_levels", None):
+            fixed = getattr(self, "_decode_batch", None)
+            freq = np.asarray(self.batch_frequencies, dtype=float)
+            batches = np.full(n, fixed) if fixed is not None else rng.choice(len(freq), size=n, p=freq / freq.sum())
+        values = self.decode(z, library, sample=mode == "sample", seed=int(rng.integers(2**31)), batches=batches)
         return sp.csr_matrix(values.astype(np.int32 if mode == "sample" else np.float32))
 
     # ---------------------------------------------------------- persistence
@@ -296,7 +341,18 @@ class LatentFlow(FlowModel):
             "library": self.library.state_dict(), "log_library_range": list(self.log_library_range),
             "state_mean": self.state_mean.tolist(), "state_std": self.state_std.tolist(),
             "vae_seconds": getattr(self, "vae_seconds", None),
+            "batch_key": getattr(self, "batch_key", None), "batch_levels": getattr(self, "batch_levels", None),
+            "batch_frequencies": None if getattr(self, "batch_levels", None) is None
+            else self.batch_frequencies.tolist(),
         }
+
+    @property
+    def batch_frequencies(self) -> np.ndarray:
+        """Training cells per batch (models with a ``batch_key``)."""
+        saved = getattr(self, "_batch_frequencies", None)
+        if saved is not None:
+            return saved
+        return np.bincount(self.train_batches, minlength=len(self.batch_levels))
 
     def _tensors(self) -> dict[str, torch.Tensor]:
         tensors = {f"vae.{k}": v for k, v in self.vae.state_dict().items()}
@@ -313,5 +369,9 @@ class LatentFlow(FlowModel):
         self.state_mean = np.asarray(saved["state_mean"], dtype=np.float32)
         self.state_std = np.asarray(saved["state_std"], dtype=np.float32)
         self.vae_seconds = saved.get("vae_seconds")
+        self.batch_key, self.batch_levels = saved.get("batch_key"), saved.get("batch_levels")
+        if self.batch_levels:
+            self._batch_frequencies = np.asarray(saved["batch_frequencies"], dtype=np.int64)
+            self.vae = CountVAE(len(self.var_names), self.config.vae, len(self.batch_levels))
         load_backbone_weights(self.vae, {k: v for k, v in tensors.items() if k.startswith("vae.")}, "vae")
         load_backbone_weights(self.backbone, {k: v for k, v in tensors.items() if not k.startswith("vae.")}, "backbone")

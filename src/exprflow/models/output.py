@@ -114,6 +114,9 @@ def model_repr(model) -> str:
     if levels:
         shown = ", ".join(map(str, levels[:6])) + (", ..." if len(levels) > 6 else "")
         lines.append(f"  condition levels: {len(levels)} ({shown})")
+    space = getattr(model, "condition_space", None)
+    for key, key_levels in zip(space.keys, space.levels) if space is not None else ():
+        lines.append(f"  {key}: {len(key_levels)} levels ({', '.join(key_levels[:6])}{', ...' if len(key_levels) > 6 else ''})")
     backbone = getattr(model.config, "backbone", None)
     if backbone is not None:
         lines.append(f"  backbone: {backbone}")

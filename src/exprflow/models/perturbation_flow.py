@@ -40,6 +40,7 @@ from exprflow.data.perturbation import PairGroups, pair_groups, perturbation_fro
 from exprflow.errors import ExprflowInputError
 from exprflow.flows import drop_conditions, guided_velocity
 from exprflow.flows.couplings import OTCoupling
+from exprflow.models.conditions import require_single_key
 from exprflow.models.history import training_history
 from exprflow.models.fit import fit_loader, fit_plan
 from exprflow.models.latent_flow import LatentFlow, default_vae_steps
@@ -132,6 +133,7 @@ class PerturbationFlow(LatentFlow):
                  control_group: str | None = None, **config) -> None:
         from exprflow.data import read_adata
 
+        require_single_key(condition_key, "PerturbationFlow")
         adata = read_adata(adata)
         self._adata_for_setup = adata  # read once; _fit_representation needs its obs (cell types)
         super().__init__(adata, layer=layer, condition_key=condition_key, control_group=control_group, **config)

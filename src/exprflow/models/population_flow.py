@@ -45,6 +45,7 @@ from exprflow.data.populations import PopulationDataset, population_sampler
 from exprflow.errors import ExprflowInputError
 from exprflow.flows import guided_velocity
 from exprflow.models.base import chunks_by_condition
+from exprflow.models.conditions import require_single_key
 from exprflow.models.history import training_history
 from exprflow.models.fit import fit_loader, fit_plan
 from exprflow.models.latent_flow import DECODE_MODES, LatentFlow, LatentFlowConfig, default_vae_steps
@@ -83,6 +84,7 @@ class PopulationFlow(LatentFlow):
 
     def __init__(self, adata: AnnData | str, layer: str | None = None, condition_key: str | None = None,
                  **config) -> None:
+        require_single_key(condition_key, "PopulationFlow")
         adata = read_adata(adata)
         self._obs = adata.obs  # read only, for the population sampler (released after set-up)
         try:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
+import numpy as np
 from anndata import AnnData
 
 from exprflow.errors import ExprflowInputError
@@ -28,7 +29,7 @@ class AnnDataSetup:
     """Which layer holds the values and which obs column holds the condition."""
 
     layer: str | None = None
-    condition_key: str | None = None
+    condition_key: str | list[str] | None = None  # a list: several keys (label combinations)
 
 
 def _describe(values: dict) -> str:
@@ -49,7 +50,10 @@ def write_setup(adata: AnnData, setup, model: str) -> None:
 def stored_setup(adata: AnnData) -> dict | None:
     """The setup record of ``adata`` (``None`` when ``setup_anndata`` was never called on it or its parent)."""
     record = adata.uns.get(SETUP_KEY) if adata.uns is not None else None
-    return dict(record) if record is not None else None
+    if record is None:
+        return None
+    # several condition keys are a list, which an .h5ad round trip turns into an array
+    return {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in record.items()}
 
 
 def view_anndata_setup(adata: AnnData) -> str:

@@ -24,7 +24,6 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from exprflow.backbones import BACKBONES
 from exprflow.backbones.base import GeneAware, GeneContext
 from exprflow.models.base import FlowModel
 from exprflow.models.history import training_history
@@ -56,12 +55,10 @@ class StateFlow(FlowModel):
 
     def _fit_representation(self) -> None:
         self.representation = StateVector(self.config.representation, is_counts=self.data.is_counts).fit(self.data.X)
-        self.library = LogNormalLibrary().fit(self.data.library_size, self.data.conditions)
+        self.library = LogNormalLibrary().fit(self.data.library_size, self.train_codes)
 
     def _build_networks(self, n_conditions: int) -> None:
-        self.backbone = BACKBONES.get(self.config.backbone)(
-            dim=len(self.var_names), n_conditions=n_conditions, **self._backbone_kwargs()
-        )
+        self.backbone = self._make_backbone(len(self.var_names))
         self.objective = self._objective()
         if self.data is not None and isinstance(self.backbone, GeneAware):
             rep = self.representation
@@ -103,7 +100,7 @@ class StateFlow(FlowModel):
         self.plan = FlowTrainingPlan(self.backbone, self.objective, self.representation.encode, self.config.optim, 0)
         start = time.perf_counter()
         fit_plan(
-            self.plan, self.data.X, self.data.conditions, batch_size=batch_size, max_epochs=max_epochs,
+            self.plan, self.data.X, self.train_codes, batch_size=batch_size, max_epochs=max_epochs,
             max_steps=max_steps, accelerator=accelerator, devices=devices, seed=seed,
             progress_bar=progress_bar, log_dir=log_dir, num_nodes=num_nodes, strategy=strategy,
             checkpoint_path=None if checkpoint_dir is None else f"{checkpoint_dir}/flow.ckpt",

@@ -29,7 +29,7 @@ class VAETrainingPlan(L.LightningModule):
         return c.kl_weight * ramp
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
-        loss, parts = self.module.loss(batch["x"], self.kl_weight())
+        loss, parts = self.module.loss(batch["x"], self.kl_weight(), batch.get("cond"))  # cond: batch codes
         if not torch.isfinite(loss):
             raise FloatingPointError(
                 f"VAE loss became {loss.item()} at step {self.global_step}; lower the learning rate"

@@ -10,6 +10,10 @@
               zi_logits = linear(.)                      (ZINB only)
     loss      -log p(x | mu, theta, zi) + beta * KL(q(z|x) || N(0, I))
 
+With ``n_batches > 0`` the encoder and the decoder also read the cell's batch (one-hot), as scVI does
+with its batch key: the decoder explains the batch effect, so the latent need not hold it
+(batch-corrected), and decoding with another batch code gives the cell "as if from" that batch.
+
 The structure follows scVI (Lopez et al. 2018): observed library size during training, proportions
 from a softmax, gene-wise dispersion. ``log_theta`` is clamped to [-10, 12] when used so that an
 all-zero gene (whose maximum-likelihood dispersion is unbounded) cannot drive it to inf/NaN.
@@ -74,15 +78,16 @@ class VAEOutput:
 class CountVAE(nn.Module):
     """Encoder/decoder pair of the count VAE (see module docstring). Pure PyTorch, no training logic."""
 
-    def __init__(self, n_genes: int, config: VAEConfig = VAEConfig()) -> None:
+    def __init__(self, n_genes: int, config: VAEConfig = VAEConfig(), n_batches: int = 0) -> None:
         super().__init__()
         self.config = config
+        self.n_batches = int(n_batches)
         self.likelihood = LIKELIHOODS.get(config.likelihood)
         c = config
-        self.encoder = _mlp(n_genes, c.n_hidden, c.n_layers, c.dropout, c.norm)
+        self.encoder = _mlp(n_genes + self.n_batches, c.n_hidden, c.n_layers, c.dropout, c.norm)
         self.q_mu = nn.Linear(c.n_hidden, c.n_latent)
         self.q_logvar = nn.Linear(c.n_hidden, c.n_latent)
-        self.decoder = _mlp(c.n_latent, c.n_hidden, c.n_layers, 0.0, c.norm)
+        self.decoder = _mlp(c.n_latent + self.n_batches, c.n_hidden, c.n_layers, 0.0, c.norm)
         self.rho_logits = nn.Linear(c.n_hidden, n_genes)
         self.log_theta = nn.Parameter(torch.zeros(n_genes))
         self.zi_logits = nn.Linear(c.n_hidden, n_genes) if self.likelihood.needs_dropout else None
@@ -93,38 +98,47 @@ class CountVAE(nn.Module):
         library = counts.sum(-1, keepdim=True).clamp_min(1.0)
         return torch.log1p(counts / library * self.config.target_sum)
 
-    def encode(self, counts: Tensor) -> tuple[Tensor, Tensor]:
+    def _with_batch(self, h: Tensor, batch: Tensor | None) -> Tensor:
+        """``h`` with the one-hot batch code appended (models with ``n_batches > 0``)."""
+        if self.n_batches == 0:
+            return h
+        if batch is None:
+            raise ExprflowInputError("This VAE is conditioned on a batch key: give each cell's batch code.")
+        one_hot = F.one_hot(batch.to(torch.long).reshape(-1), self.n_batches).to(h.dtype)
+        return torch.cat([h, one_hot], dim=-1)
+
+    def encode(self, counts: Tensor, batch: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Posterior mean and log-variance of ``q(z | x)`` for a batch of count rows ``(B, G)``."""
-        h = self.encoder(self.normalise(counts))
+        h = self.encoder(self._with_batch(self.normalise(counts), batch))
         return self.q_mu(h), self.q_logvar(h)
 
     # ------------------------------------------------------------------ decoder
-    def decode(self, z: Tensor, library: Tensor) -> Distribution:
-        """The count distribution ``p(x | z, l)``; ``library`` is the total count, shape ``(B,)`` or ``(B, 1)``."""
-        h = self.decoder(z)
+    def decode(self, z: Tensor, library: Tensor, batch: Tensor | None = None) -> Distribution:
+        """The count distribution ``p(x | z, l[, s])``; ``library`` is the total count, ``(B,)`` or ``(B, 1)``."""
+        h = self.decoder(self._with_batch(z, batch))
         rho = F.softmax(self.rho_logits(h), dim=-1)
         mu = rho * library.reshape(-1, 1)
         theta = torch.exp(self.log_theta.clamp(*_LOG_THETA_RANGE)).expand_as(mu)
         zi = self.zi_logits(h) if self.zi_logits is not None else None
         return self.likelihood.build(mu, theta, zi)
 
-    def proportions(self, z: Tensor) -> Tensor:
+    def proportions(self, z: Tensor, batch: Tensor | None = None) -> Tensor:
         """Decoded per-gene proportions ``rho`` (rows sum to 1)."""
-        return F.softmax(self.rho_logits(self.decoder(z)), dim=-1)
+        return F.softmax(self.rho_logits(self.decoder(self._with_batch(z, batch))), dim=-1)
 
     # ------------------------------------------------------------------ objective
-    def forward(self, counts: Tensor) -> VAEOutput:
-        q_mu, q_logvar = self.encode(counts)
+    def forward(self, counts: Tensor, batch: Tensor | None = None) -> VAEOutput:
+        q_mu, q_logvar = self.encode(counts, batch)
         if self.config.deterministic:
             z = q_mu
         else:
             std = torch.sqrt(torch.exp(q_logvar) + _MIN_VAR)
             z = q_mu + std * torch.randn_like(std) if self.training else q_mu
-        return VAEOutput(q_mu, q_logvar, z, self.decode(z, counts.sum(-1)))
+        return VAEOutput(q_mu, q_logvar, z, self.decode(z, counts.sum(-1), batch))
 
-    def loss(self, counts: Tensor, kl_weight: float) -> tuple[Tensor, dict[str, Tensor]]:
+    def loss(self, counts: Tensor, kl_weight: float, batch: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
         """Mean over cells of ``-log p(x|z) + kl_weight * KL``; also returns the parts for logging."""
-        out = self(counts)
+        out = self(counts, batch)
         recon = -out.px.log_prob_rowsum(counts)
         if self.config.deterministic:
             kl = torch.zeros_like(recon)
