@@ -33,6 +33,7 @@ from exprflow.models.output import generated_adata, resolve_conditions
 from exprflow.models.persistence import save_model_dir
 from exprflow.models.setup import AnnDataSetup, recall_setup, remember_setup
 from exprflow.sampling import integrate
+from exprflow.threads import thread_limit
 
 logger = logging.getLogger(__name__)
 
@@ -163,7 +164,7 @@ class FlowModel:
         x0 = torch.randn(n, self.backbone.dim, generator=generator)
         cond = None if codes is None else torch.as_tensor(codes, dtype=torch.long)
         self.backbone.eval()
-        with self._ema_weights():
+        with self._ema_weights(), thread_limit(self.backbone.dim):
             velocity = guided_velocity(self.backbone, cond, guidance)
             result = integrate(velocity, x0, solver=solver, n_steps=n_steps)
         return result.x, result.nfe

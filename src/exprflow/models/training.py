@@ -65,6 +65,7 @@ class FlowTrainingPlan(L.LightningModule):
         self.optim = optim
         self.total_steps = max(int(total_steps), 1)
         self.ema = EMA(backbone, decay=optim.ema_decay)
+        self.work_width = getattr(backbone, "dim", None)  # features per cell: picks the threads (exprflow.threads)
         self.history: list[tuple[int, float]] = []
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
