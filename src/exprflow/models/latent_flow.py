@@ -40,6 +40,7 @@ from exprflow.models.training import FlowTrainingPlan, OptimConfig
 from exprflow.models.vae_training import VAETrainingPlan
 from exprflow.representations import LogNormalLibrary
 from exprflow.representations.vae import CountVAE, VAEConfig
+from exprflow.threads import thread_limit
 
 logger = logging.getLogger(__name__)
 
@@ -216,8 +217,12 @@ class LatentFlow(FlowModel):
         else:
             library = self.library.sample(n, codes, rng)
         mode = getattr(self, "_decode_mode", self.config.decode)
-        values = self.decode(z, library, sample=mode == "sample", seed=int(rng.integers(2**31)))
-        return sp.csr_matrix(values.astype(np.int32 if mode == "sample" else np.float32))
+        with thread_limit(None):  # the decoder is wide work (genes)
+            if mode == "sample":
+                self.vae.eval()
+                return self.vae.sample_counts_csr(torch.from_numpy(np.ascontiguousarray(z, dtype=np.float32)),
+                                                  torch.from_numpy(library.astype(np.float32)), rng)
+            return sp.csr_matrix(self.decode(z, library, sample=False).astype(np.float32))
 
     # ---------------------------------------------------------- persistence
     def _extra_state(self) -> dict:
