@@ -42,6 +42,9 @@ DEFAULT_BACKBONE_KWARGS = {"mlp": {"hidden": 256, "depth": 3}}
 
 DEFAULT_GENERATE_BATCH = 8192
 
+#: the sampler ``generate`` uses unless told otherwise (a reflowed model: its own, see models/reflow.py)
+DEFAULT_SAMPLER = {"solver": "euler", "n_steps": 16}
+
 
 def chunks_by_condition(order: np.ndarray, codes: np.ndarray | None, batch_size: int):
     """Slices of ``order`` of at most ``batch_size`` cells, never mixing condition levels."""
@@ -159,9 +162,11 @@ class FlowModel:
 
     @torch.no_grad()
     def sample_states(self, codes: np.ndarray | None, n: int, *, n_steps: int, solver: str, guidance: float,
-                      generator: torch.Generator) -> tuple[torch.Tensor, int]:
-        """Integrate the flow for ``n`` cells; returns the flow's states and the number of function evaluations."""
-        x0 = torch.randn(n, self.backbone.dim, generator=generator)
+                      generator: torch.Generator, x0: torch.Tensor | None = None) -> tuple[torch.Tensor, int]:
+        """Integrate the flow for ``n`` cells (from ``x0``, default fresh noise); returns the flow's states
+        and the number of function evaluations."""
+        if x0 is None:
+            x0 = torch.randn(n, self.backbone.dim, generator=generator)
         cond = None if codes is None else torch.as_tensor(codes, dtype=torch.long)
         self.backbone.eval()
         with self._ema_weights(), thread_limit(self.backbone.dim):
@@ -173,8 +178,8 @@ class FlowModel:
         self,
         n_cells: int | None = None,
         conditions: Mapping[str, int] | Sequence[str] | str | None = None,
-        n_steps: int = 16,
-        solver: str = "euler",
+        n_steps: int | None = None,
+        solver: str | None = None,
         guidance: float = 1.0,
         seed: int = 0,
         batch_size: int | None = None,
@@ -185,9 +190,12 @@ class FlowModel:
         ``n_cells``; with ``n_cells`` only, levels follow their training frequencies. ``batch_size``:
         cells integrated together; ``None`` takes the backbone's ``generate_batch_size`` where it has
         one (backbones with a token per gene hold ``cells x genes x width`` activations), else 8,192.
+        ``solver`` / ``n_steps``: ``None`` takes :attr:`default_sampler`.
         """
         if not self.is_trained:
             raise ExprflowInputError("The model is not trained yet: call train() (or load a trained model) first.")
+        solver = solver or self.default_sampler["solver"]
+        n_steps = n_steps or self.default_sampler["n_steps"]
         rng = np.random.default_rng(seed)
         gen = torch.Generator().manual_seed(seed)
         n, codes = resolve_conditions(n_cells, conditions, self.levels, self.train_codes, rng)
@@ -212,6 +220,21 @@ class FlowModel:
             levels=self.levels, codes=codes, provenance=provenance,
         )
 
+    @property
+    def default_sampler(self) -> dict:
+        """``{"solver", "n_steps"}`` that ``generate`` uses by default: :data:`DEFAULT_SAMPLER`, or one
+        Euler step after :meth:`reflow`."""
+        info = getattr(self, "reflow_info", None)
+        return dict(info["sampler"]) if info else dict(DEFAULT_SAMPLER)
+
+    def reflow(self, n_pairs: int = 20_000, steps: int = 2000, **kwargs):
+        """Straighten the flow so one Euler step suffices: retrain it on (noise, generated) pairs (Liu et
+        al. 2022); see :func:`exprflow.models.reflow.reflow` for ``n_steps``/``solver`` of the teacher,
+        ``batch_size``, ``seed``, ``progress_bar`` and the training options. Returns ``self``."""
+        from exprflow.models.reflow import reflow
+
+        return reflow(self, n_pairs, steps, **kwargs)
+
     def generate_to_file(self, path: str, n_cells: int | None = None,
                          conditions: Mapping[str, int] | Sequence[str] | str | None = None, **kwargs):
         """Generate cells in chunks straight into an ``.h5ad`` file (bounded memory, resumable, atomic).
@@ -234,7 +257,8 @@ class FlowModel:
             "condition_levels": self.levels,
             "train_condition_counts": None if self.train_codes is None else np.bincount(
                 self.train_codes, minlength=len(self.levels)).tolist(),
-            "train_seconds": self.train_seconds, "history": self.history, **self._extra_state(),
+            "train_seconds": self.train_seconds, "history": self.history, "reflow": getattr(self, "reflow_info", None),
+            **self._extra_state(),
         }
         save_model_dir(dir_path, config, self._tensors(), overwrite=overwrite)
 
@@ -256,6 +280,7 @@ class FlowModel:
         self.plan = None
         self.history = saved.get("history", [])
         self.train_seconds = saved.get("train_seconds")
+        self.reflow_info = saved.get("reflow")
         self._build_networks(self.n_conditions)
         self._load_extra(saved, tensors)
         self.is_trained = True
