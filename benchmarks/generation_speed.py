@@ -10,15 +10,19 @@ Usage (each section adds to the results file; sections already there are kept un
 
 Sections:
 
-- ``models``: LatentFlow (its defaults) trained on the 80 % split of PBMC3k (seeds ``--seeds``) and of
-  kang2018_ifnb (seed 0), cached under ``--cache``; one reflowed copy of the PBMC3k seed-0 model.
+- ``models``: LatentFlow (its defaults) trained on the 80 % split of PBMC3k and of kang2018_ifnb (its VAE
+  phase cut to ``--kang-vae-steps`` where given), seed 0, cached under ``--cache``; one reflowed copy of
+  the PBMC3k model.
 - ``pareto``: for each sampler (solver, steps; base and reflowed model) the protocol metrics on the test
-  split's request, for every seed, and the cells/s of ``generate(n_cells=--n-cells)``; a figure.
+  split's request for every generation/evaluation seed of ``--seeds`` (one trained model: the spread is
+  that of sampling and evaluation, not of training).
+- ``speed``: the cells/s of ``generate(n_cells=--n-cells)`` for each of those samplers; the Pareto figure.
 - ``ratio``: the whole ``generate`` of ``--n-cells`` cells vs ONE dense torch Gamma-Poisson draw of the
   same n x G decoder means, in the same process, medians of ``--repeats``.
 - ``training``: CPU-seconds of a short LatentFlow fit, alone and beside a competing 2-thread process,
   with the automatic thread choice and with every step on 2 threads (PyTorch's default here).
-- ``cuda``: generation on ``--device`` (skipped, with the reason recorded, when it is not available).
+- ``cuda``: generation on a GPU: recorded as skipped with its reason (no device here; ``generate`` has
+  no device option yet).
 
 Every timing records wall and CPU seconds, the thread count and the load average (the machine may be
 shared: per-core rates are ``cells / CPU-second``).
@@ -38,11 +42,11 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_common import DATASETS, cpu_seconds, save_figure  # noqa: E402
+from bench_common import DATASETS, cpu_seconds, mean_sd, save_figure  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 SAMPLERS = [("euler", 16), ("euler", 8), ("heun", 4), ("euler", 4), ("heun", 2), ("euler", 2), ("euler", 1)]
-REFLOW_SAMPLERS = [("euler", 1), ("euler", 2), ("heun", 2), ("euler", 4)]
+REFLOW_SAMPLERS = [("euler", 1), ("euler", 2), ("heun", 2)]
 QUALITY = ["w2", "mmd", "energy", "coverage"]
 
 
@@ -76,23 +80,21 @@ def section_models(args, result: dict) -> None:
     from exprflow.models import LatentFlow
 
     out = result.setdefault("models", {})
-    jobs = [("pbmc3k", s) for s in args.seeds] + [("kang2018_ifnb", 0)]
-    for dataset, seed in jobs:
+    for dataset, seed, steps in (("pbmc3k", 0, None), ("kang2018_ifnb", 0, args.kang_vae_steps)):
         path = _model_path(args.cache, dataset, seed)
         if path.exists():
             continue
         train, _, key = _split(dataset)
         model = LatentFlow(train, condition_key=key)
-        _, t = _timed(model.train, seed=seed, progress_bar=False)
+        _, t = _timed(model.train, seed=seed, max_steps=steps, progress_bar=False)
+        t["vae_steps"] = steps or "default"
         model.save(str(path), overwrite=True)
         out[f"{dataset}_seed{seed}"] = t
         logging.warning("trained %s seed %d: %s", dataset, seed, t)
-    path = _model_path(args.cache, "pbmc3k", args.seeds[0], reflow=True)
+    path = _model_path(args.cache, "pbmc3k", 0, reflow=True)
     if not path.exists():
-        model = LatentFlow.load(str(_model_path(args.cache, "pbmc3k", args.seeds[0])))
-        train, _, key = _split("pbmc3k")
-        _, t = _timed(model.reflow, train, n_pairs=args.reflow_pairs, steps=args.reflow_steps, seed=0,
-                      progress_bar=False)
+        model = LatentFlow.load(str(_model_path(args.cache, "pbmc3k", 0)))
+        _, t = _timed(model.reflow, n_pairs=args.reflow_pairs, steps=args.reflow_steps, seed=0, progress_bar=False)
         model.save(str(path), overwrite=True)
         out["pbmc3k_reflow"] = {**t, "n_pairs": args.reflow_pairs, "steps": args.reflow_steps}
 
@@ -117,23 +119,33 @@ def section_pareto(args, result: dict) -> None:
     rows = result.setdefault("pareto", [])
     done = {(r["model"], r["solver"], r["n_steps"], r["seed"]) for r in rows}
     plan = [("base", s, solver, n) for s in args.seeds for solver, n in SAMPLERS]
-    plan += [("reflow", args.seeds[0], solver, n) for solver, n in REFLOW_SAMPLERS]
+    plan += [("reflow", s, solver, n) for s in args.seeds for solver, n in REFLOW_SAMPLERS]
     for kind, seed, solver, n_steps in plan:
         if (kind, solver, n_steps, seed) in done:
             continue
-        model = LatentFlow.load(str(_model_path(args.cache, "pbmc3k", seed, reflow=kind == "reflow")))
+        model = LatentFlow.load(str(_model_path(args.cache, "pbmc3k", 0, reflow=kind == "reflow")))
         generated = model.generate(conditions=request, n_steps=n_steps, solver=solver, seed=seed)
         metrics = evaluate(test, generated, train, condition_key=key, seed=seed)
         row = {"model": kind, "seed": seed, "solver": solver, "n_steps": n_steps,
                "nfe": generated.uns["exprflow"]["nfe"], "ratio_to_floor": metrics["ratio_to_floor"],
                "c2st_knn": metrics["metrics"]["c2st_knn"], "pearson_var": metrics["metrics"]["pearson_var"]}
-        if seed == args.seeds[0]:
-            row["speed"] = _rate(model, args.n_cells, solver, n_steps, args.repeats)
         rows.append(row)
         _save(args.out, result)
-        logging.warning("%s seed %d %s x%d: energy %.2f, %s", kind, seed, solver, n_steps,
-                        row["ratio_to_floor"]["energy"], row.get("speed", {}).get("cells_per_s"))
-    _pareto_figure(rows, args.figure)
+        logging.warning("%s seed %d %s x%d: energy %.2f", kind, seed, solver, n_steps, row["ratio_to_floor"]["energy"])
+
+
+def section_speed(args, result: dict) -> None:
+    """Cells/s of ``generate(n_cells=--n-cells)`` for every sampler of the quality rows, then the figure."""
+    from exprflow.models import LatentFlow
+
+    speeds = result.setdefault("speed", {})
+    for kind, samplers in (("base", SAMPLERS), ("reflow", REFLOW_SAMPLERS)):
+        model = LatentFlow.load(str(_model_path(args.cache, "pbmc3k", 0, reflow=kind == "reflow")))
+        for solver, n_steps in samplers:
+            speeds[f"{kind} {solver} {n_steps}"] = _rate(model, args.n_cells, solver, n_steps, args.repeats)
+            _save(args.out, result)
+            logging.warning("%s %s x%d: %s", kind, solver, n_steps, speeds[f"{kind} {solver} {n_steps}"])
+    _pareto_figure(result.get("pareto", []), speeds, args.figure)
 
 
 def _dense_draw_seconds(model, n_cells: int, seed: int) -> tuple[dict, int]:
@@ -160,7 +172,7 @@ def section_ratio(args, result: dict) -> None:
 
     rows = result.setdefault("ratio", {})
     for dataset, n_cells in (("pbmc3k", args.n_cells), ("kang2018_ifnb", args.n_cells_kang)):
-        model = LatentFlow.load(str(_model_path(args.cache, dataset, args.seeds[0])))
+        model = LatentFlow.load(str(_model_path(args.cache, dataset, 0)))
         gen = [_rate(model, n_cells, args.solver, args.n_steps, 1) for _ in range(args.repeats)]
         dense = [_dense_draw_seconds(model, n_cells, seed=r)[0] for r in range(args.repeats)]
         gen_wall = float(np.median([g["wall_s"] for g in gen]))
@@ -221,20 +233,15 @@ def section_training(args, result: dict) -> None:
 
 
 def section_cuda(args, result: dict) -> None:
+    """Recorded as skipped, with the reason: no CUDA device here, and ``generate`` runs on the CPU so far."""
     import torch
 
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        result["cuda"] = {"skipped": "no CUDA device available on the machine that ran this section"}
-        return
-    from exprflow.models import LatentFlow
-
-    model = LatentFlow.load(str(_model_path(args.cache, "pbmc3k", args.seeds[0])))
-    model.to(args.device)
-    rate = _rate(model, args.n_cells_cuda, args.solver, args.n_steps, args.repeats)
-    result["cuda"] = {"device": torch.cuda.get_device_name(0), **rate}
+    reason = ("no CUDA device on the machine that ran this section" if not torch.cuda.is_available() else
+              "generate() has no device option yet: the flow, decoder and count sampler run on the CPU")
+    result["cuda"] = {"skipped": reason, "device_requested": args.device}
 
 
-def _pareto_figure(rows: list[dict], path: Path) -> None:
+def _pareto_figure(rows: list[dict], speeds: dict, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -242,20 +249,59 @@ def _pareto_figure(rows: list[dict], path: Path) -> None:
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for kind, marker in (("base", "o"), ("reflow", "s")):
-        sub = [r for r in rows if r["model"] == kind and "speed" in r]
-        if not sub:
+        keys = [k for k in dict.fromkeys((r["solver"], r["n_steps"], r["nfe"]) for r in rows if r["model"] == kind)
+                if f"{kind} {k[0]} {k[1]}" in speeds]
+        if not keys:
             continue
-        nfe = [r["nfe"] for r in sub]
-        axes[0].scatter(nfe, [r["speed"]["cells_per_s"] for r in sub], marker=marker, label=kind)
+        rate = [speeds[f"{kind} {solver} {n}"]["cells_per_s"] for solver, n, _ in keys]
+        axes[0].scatter([nfe for *_, nfe in keys], rate, marker=marker, label=kind)
         energy = [np.mean([q["ratio_to_floor"]["energy"] for q in rows if q["model"] == kind and
-                           (q["solver"], q["n_steps"]) == (r["solver"], r["n_steps"])]) for r in sub]
-        axes[1].scatter([r["speed"]["cells_per_s"] for r in sub], energy, marker=marker, label=kind)
-        for r, e in zip(sub, energy):
-            axes[1].annotate(f"{r['solver']} {r['n_steps']}", (r["speed"]["cells_per_s"], e), fontsize=7)
+                           (q["solver"], q["n_steps"]) == (solver, n)]) for solver, n, _ in keys]
+        axes[1].scatter(rate, energy, marker=marker, label=kind)
+        for (solver, n, _), x, e in zip(keys, rate, energy):
+            axes[1].annotate(f"{solver} {n}", (x, e), fontsize=7)
     axes[0].set(xlabel="function evaluations", ylabel="generated cells / s", xscale="log", yscale="log")
     axes[1].set(xlabel="generated cells / s (counts, AnnData)", ylabel="energy / floor (mean over seeds)", xscale="log")
     axes[1].legend()
     save_figure(fig, path, "PBMC3k LatentFlow: speed vs evaluations vs quality")
+
+
+def markdown(result: dict) -> str:
+    """The BENCHMARKS.md tables of a results file."""
+    lines = [f"cores available: {result.get('cores')}, torch threads: {result.get('torch_threads')}", ""]
+    rows = result.get("pareto", [])
+    if rows:
+        lines += ["| model | sampler | NFE | energy / floor | w2 / floor | mmd / floor | coverage / floor | c2st_knn "
+                  "| cells/s (wall) | cells per CPU-s |", "|---|---|---|---|---|---|---|---|---|---|"]
+        keys = list(dict.fromkeys((r["model"], r["solver"], r["n_steps"]) for r in rows))
+        for kind, solver, n in keys:
+            sub = [r for r in rows if (r["model"], r["solver"], r["n_steps"]) == (kind, solver, n)]
+            ms = lambda get: mean_sd([get(r) for r in sub])  # noqa: E731
+            speed = result.get("speed", {}).get(f"{kind} {solver} {n}")
+            rate = f"{speed['cells_per_s']:,.0f} | {speed['cells_per_cpu_s']:,.0f}" if speed else "| "
+            lines.append(f"| {kind} | {solver} {n} | {sub[0]['nfe']} | "
+                         + " | ".join(ms(lambda r, q=q: r["ratio_to_floor"][q]) for q in QUALITY)
+                         + f" | {ms(lambda r: r['c2st_knn'])} | {rate} |")
+        lines.append("")
+    ratio = result.get("ratio", {})
+    if ratio:
+        lines += ["| model | cells x genes | sampler | generate wall s | generate CPU s | cells/s | dense draw wall s "
+                  "| dense draw CPU s | generate / dense |", "|---|---|---|---|---|---|---|---|---|"]
+        for name, r in ratio.items():
+            lines.append(f"| {name} | {r['n_cells']:,} x {r['n_genes']:,} | {r['solver']} {r['n_steps']} | "
+                         f"{r['generate_wall_s']:.2f} | {r['generate_cpu_s']:.2f} | {r['cells_per_s']:,.0f} | "
+                         f"{r['dense_draw_wall_s']:.2f} | {r['dense_draw_cpu_s']:.2f} | {r['generate_over_dense']:.2f} |")
+        lines.append("")
+    training = result.get("training", [])
+    if training:
+        lines += ["| threads | beside a 2-thread process | wall s | CPU s | load before |", "|---|---|---|---|---|"]
+        for r in training:
+            lines.append(f"| {r['threads']} | {'yes' if r['competing'] else 'no'} | {r['wall_s']:.1f} | "
+                         f"{r['cpu_s']:.1f} | {r['load_before']:.1f} |")
+        lines.append("")
+    if "cuda" in result:
+        lines.append(f"GPU: {result['cuda']}")
+    return "\n".join(lines)
 
 
 def _save(path: Path, result: dict) -> None:
@@ -266,18 +312,18 @@ def _save(path: Path, result: dict) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--sections", nargs="+", default=["models", "pareto", "ratio", "training"],
-                   choices=["models", "pareto", "ratio", "training", "cuda"])
+    p.add_argument("--sections", nargs="+", default=["models", "pareto", "speed", "ratio", "training"],
+                   choices=["models", "pareto", "speed", "ratio", "training", "cuda"])
     p.add_argument("--out", type=Path, default=HERE / "results" / "generation_speed.json")
     p.add_argument("--figure", type=Path, default=HERE / "results" / "generation_speed_pareto.png")
     p.add_argument("--cache", type=Path, default=Path("/tmp/exprflow_generation_speed"))
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--n-cells", type=int, default=20_000)
     p.add_argument("--n-cells-kang", type=int, default=5_000)
-    p.add_argument("--n-cells-cuda", type=int, default=1_000_000)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--solver", default="heun")
     p.add_argument("--n-steps", type=int, default=4)
+    p.add_argument("--kang-vae-steps", type=int, default=None)
     p.add_argument("--reflow-pairs", type=int, default=20_000)
     p.add_argument("--reflow-steps", type=int, default=2000)
     p.add_argument("--train-vae-steps", type=int, default=300)
@@ -287,8 +333,6 @@ def main() -> None:
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     if args.table:
-        from generation_speed_table import markdown
-
         print(markdown(json.loads(args.table.read_text())))  # noqa: T201 (a script's output)
         return
     import torch

@@ -1,20 +1,23 @@
 """Exact NB / ZINB / Poisson count draws that pay for the non-zero entries only, written as CSR.
 
 Most entries of a single-cell count matrix are zero, and the dense sampler still draws a Gamma and a
-Poisson variate for each. Here every entry ``x`` is drawn by inversion of its CDF ``F`` from one
-uniform ``U = exp(-E)``, ``E ~ Exp(1)``, split into two stages::
+Poisson variate for each. Here every entry ``x`` is drawn by inversion from one uniform ``V``, as the
+smallest ``k`` with ``P(x > k) <= V``, split into two stages::
 
-    dense (torch, one pass):   x > 0  iff  U > P(0)  iff  E < h,   h = -log P(0)
+    dense (torch, one pass):   x > 0  iff  V < P(x > 0) = 1 - exp(-h),   h = -log P(0)
                                    NB: h = theta log1p(mu / theta)      Poisson: h = mu
+                               since P(x > 0) <= h <= mu, only entries with V < mu (the candidates,
+                               a few per cent) need h; the others cost one uniform and one comparison
                                ZINB: a non-zero NB entry is then dropped with probability pi
     sparse (NumPy, per entry): x | x > 0, the zero-truncated distribution, drawn
-        - by continuing the inversion from k = 1 with the same U where ``E[x | x > 0] <= 4`` (short
+        - by continuing the inversion from k = 1 with the same V where ``E[x | x > 0] <= 4`` (short
           walks), using P(k+1) / P(k) = (k + theta) / (k + 1) * mu / (mu + theta)  (Poisson: mu / (k + 1));
         - elsewhere by rejection: Gamma-Poisson draws until one is non-zero (1 / P(x > 0) tries on average).
 
-Both stages are exact (given ``x > 0``, ``U`` is uniform on ``(P(0), 1]``, and the rejection branch
-draws from the truncated law directly); the dense stage costs one exponential and one comparison per
-entry instead of a Gamma and a Poisson variate, and the output is CSR from the start.
+Both stages are exact (given ``x > 0``, ``V`` is uniform on ``[0, P(x > 0))``, and the rejection
+branch draws from the truncated law directly), up to the float32 resolution (2^-24) of the uniform;
+the dense stage costs one uniform and one comparison per entry instead of a Gamma and a Poisson
+variate, and the output is CSR from the start.
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ from torch.distributions import Distribution
 
 _EPS = 1e-8
 _WALK_MEAN = 4.0  # entries with E[x | x > 0] up to this are drawn by inversion, the others by rejection
-_MAX_WALK = 100_000  # inversion steps per draw (reached only at float64 round-off in the far tail)
+_MAX_WALK = 100_000  # inversion steps per draw (a bound; far tails end at _ROUND_OFF first)
+_ROUND_OFF = 1e-15  # P(x > k) below this is float64 round-off: the walk stops there (an error of < 1e-15)
 
 
 @dataclass
@@ -39,10 +43,11 @@ class NonzeroEntries:
     cols: np.ndarray
     mu: np.ndarray
     theta: np.ndarray | None  # None: Poisson
-    e: np.ndarray  # the entry's Exp(1) variate, E < h
+    v: np.ndarray  # the entry's uniform, V < P(x > 0)
+    s0: np.ndarray  # P(x > 0) of the (non-inflated) NB / Poisson
 
     def shifted(self, row_offset: int) -> "NonzeroEntries":
-        return NonzeroEntries(self.rows + row_offset, self.cols, self.mu, self.theta, self.e)
+        return NonzeroEntries(self.rows + row_offset, self.cols, self.mu, self.theta, self.v, self.s0)
 
 
 def _params(px: Distribution) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
@@ -65,20 +70,20 @@ def zero_hazard(mu, theta=None):
 def select_nonzero(px: Distribution, generator: torch.Generator | None = None) -> NonzeroEntries:
     """The dense stage on a ``(cells, genes)`` distribution: which entries are non-zero (see module docstring)."""
     mu, theta, zi_logits = _params(px)
-    mu = mu.float().clamp_min(0.0)
-    h = zero_hazard(mu, None if theta is None else theta.float())
-    e = torch.empty_like(mu).exponential_(generator=generator)
-    flat = (e < h).view(-1).nonzero().squeeze(1)
+    mu = mu if mu.dtype == torch.float32 else mu.float()  # means are >= 0 (decoders: softmax x library)
+    v = torch.rand(mu.shape, generator=generator)
+    flat = (v < mu).view(-1).nonzero().squeeze(1)  # candidates: P(x > 0) <= mu
     n_genes = mu.shape[1]
     rows, cols = flat // n_genes, flat % n_genes
+    mu_c, v_c = mu[rows, cols].double(), v.view(-1)[flat].double()
+    theta_c = None if theta is None else theta[rows, cols].double()
+    s0 = -torch.expm1(-zero_hazard(mu_c, theta_c))
+    keep = v_c < s0
     if zi_logits is not None:  # ZINB: the NB draw survives the zero-inflation with probability 1 - pi
-        keep = torch.rand(flat.shape[0], generator=generator) >= torch.sigmoid(zi_logits[rows, cols].float())
-        flat, rows, cols = flat[keep], rows[keep], cols[keep]
-    as64 = lambda t: t.double().numpy()  # noqa: E731
-    return NonzeroEntries(
-        rows=rows.numpy().astype(np.int64), cols=cols.numpy().astype(np.int32), mu=as64(mu.view(-1)[flat]),
-        theta=None if theta is None else as64(theta[rows, cols]), e=as64(e.view(-1)[flat]),
-    )
+        keep &= torch.rand(flat.shape[0], generator=generator) >= torch.sigmoid(zi_logits[rows, cols].float())
+    return NonzeroEntries(rows=rows[keep].numpy(), cols=cols[keep].numpy().astype(np.int32), mu=mu_c[keep].numpy(),
+                          theta=None if theta is None else theta_c[keep].numpy(), v=v_c[keep].numpy(),
+                          s0=s0[keep].numpy())
 
 
 def _full_draws(mu: np.ndarray, theta: np.ndarray | None, rng: np.random.Generator) -> np.ndarray:
@@ -90,41 +95,35 @@ def _full_draws(mu: np.ndarray, theta: np.ndarray | None, rng: np.random.Generat
 
 def draw_truncated(entries: NonzeroEntries, rng: np.random.Generator) -> np.ndarray:
     """The sparse stage: a draw of ``x | x > 0`` for every entry (int64, all >= 1)."""
-    mu, theta, e = entries.mu, entries.theta, entries.e
-    h = zero_hazard(mu, theta)
+    mu, theta, s0 = entries.mu, entries.theta, entries.s0
     out = np.ones(len(mu), dtype=np.int64)
-    short = mu <= _WALK_MEAN * -np.expm1(-h)  # E[x | x > 0] = mu / P(x > 0) small: inversion walks are short
+    short = mu <= _WALK_MEAN * s0  # E[x | x > 0] = mu / P(x > 0) small: inversion walks are short
     pending = np.flatnonzero(~short)  # rejection from the full distribution
     while pending.size:
         x = _full_draws(mu[pending], None if theta is None else theta[pending], rng)
         ok = x > 0
         out[pending[ok]] = x[ok]
         pending = pending[~ok]
-    walk = np.flatnonzero(short)  # inversion from k = 1 with the same uniform
-    if walk.size:
-        m, v = mu[walk], -np.expm1(-e[walk])  # v = 1 - U, uniform on [0, P(x > 0))
-        if theta is None:
-            ratio_base, th = m, None
-        else:
-            th = np.maximum(theta[walk], _EPS)
-            ratio_base = m / (m + th)
-        p0 = np.exp(-h[walk])
-        pmf = p0 * (m if th is None else th * ratio_base)  # P(x = 1)
-        survival = -np.expm1(-h[walk]) - pmf  # P(x > 1)
-        k = np.ones(walk.size, dtype=np.int64)
-        active = np.flatnonzero(survival > v)
-        for _ in range(_MAX_WALK):
-            if not active.size:
-                break
-            ka = k[active]
-            if th is None:
-                pmf[active] *= ratio_base[active] / (ka + 1)
-            else:
-                pmf[active] *= (ka + th[active]) / (ka + 1) * ratio_base[active]
-            k[active] = ka + 1
-            survival[active] -= pmf[active]
-            active = active[survival[active] > v[active]]
-        out[walk] = k
+    walk = np.flatnonzero(short)  # inversion from k = 1 with the same uniform V: smallest k, P(x > k) <= V
+    m, v, s = mu[walk], entries.v[walk], s0[walk]
+    th = None if theta is None else np.maximum(theta[walk], _EPS)
+    step = m if th is None else m / (m + th)  # P(k + 1) / P(k) = step / (k + 1), times (k + theta) for NB
+    pmf = (1 - s) * (step if th is None else th * step)  # P(x = 1)
+    survival = s - pmf  # P(x > 1)
+    active = np.flatnonzero(survival > v)
+    idx, pmf, survival, v, step = walk[active], pmf[active], survival[active], v[active], step[active]
+    th = None if th is None else th[active]
+    k = 1  # every entry still walking stands at the same k
+    while idx.size and k < _MAX_WALK:
+        pmf *= step / (k + 1) if th is None else (k + th) / (k + 1) * step
+        survival -= pmf
+        k += 1
+        going = (survival > v) & (survival > _ROUND_OFF)
+        out[idx[~going]] = k
+        if not going.all():
+            idx, pmf, survival, v, step = idx[going], pmf[going], survival[going], v[going], step[going]
+            th = None if th is None else th[going]
+    out[idx] = k
     return out
 
 
@@ -134,9 +133,10 @@ def entries_to_csr(parts: list[NonzeroEntries], shape: tuple[int, int], rng: np.
     if parts:
         cat = lambda name: np.concatenate([getattr(p, name) for p in parts])  # noqa: E731
         entries = NonzeroEntries(cat("rows"), cat("cols"), cat("mu"),
-                                 None if parts[0].theta is None else cat("theta"), cat("e"))
+                                 None if parts[0].theta is None else cat("theta"), cat("v"), cat("s0"))
     else:
-        entries = NonzeroEntries(np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0), None, np.zeros(0))
+        empty = np.zeros(0)
+        entries = NonzeroEntries(np.zeros(0, np.int64), np.zeros(0, np.int32), empty, None, empty, empty)
     values = draw_truncated(entries, rng).astype(dtype)
     indptr = np.zeros(shape[0] + 1, dtype=np.int64)
     np.cumsum(np.bincount(entries.rows, minlength=shape[0]), out=indptr[1:])
