@@ -8,6 +8,7 @@ from synthetic import make_counts_adata
 
 from exprflow.errors import ExprflowInputError
 from exprflow.models import LatentFlow
+from exprflow.models.base import DEFAULT_SAMPLER
 from exprflow.models.reflow import teacher_pairs
 
 SMALL = {"backbone_kwargs": {"hidden": 64, "depth": 2}, "vae": {"n_hidden": 64, "n_latent": 4}}
@@ -35,7 +36,7 @@ def trained():
 @pytest.mark.slow
 def test_reflow_straightens_the_flow_and_changes_the_default_sampler(trained, tmp_path):
     model = trained
-    assert model.default_sampler == {"solver": "euler", "n_steps": 16}
+    assert model.default_sampler == DEFAULT_SAMPLER == {"solver": "heun", "n_steps": 4}
     x0, x1, codes = teacher_pairs(model, 600, n_steps=8, solver="heun", seed=5)  # pairs not used in training
     before = _one_step_error(model, x0, x1, codes)
     model.reflow(n_pairs=3000, steps=400, progress_bar=False)

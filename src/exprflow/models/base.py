@@ -42,8 +42,10 @@ DEFAULT_BACKBONE_KWARGS = {"mlp": {"hidden": 256, "depth": 3}}
 
 DEFAULT_GENERATE_BATCH = 8192
 
-#: the sampler ``generate`` uses unless told otherwise (a reflowed model: its own, see models/reflow.py)
-DEFAULT_SAMPLER = {"solver": "euler", "n_steps": 16}
+#: the sampler ``generate`` uses unless told otherwise (a reflowed model: one Euler step, models/reflow.py).
+#: Heun with 4 steps (8 evaluations) kept PBMC3k's protocol metrics at those of 16 Euler steps
+#: (BENCHMARKS.md, generation speed); fewer evaluations without reflow did not.
+DEFAULT_SAMPLER = {"solver": "heun", "n_steps": 4}
 
 
 def chunks_by_condition(order: np.ndarray, codes: np.ndarray | None, batch_size: int):
@@ -190,12 +192,14 @@ class FlowModel:
         ``n_cells``; with ``n_cells`` only, levels follow their training frequencies. ``batch_size``:
         cells integrated together; ``None`` takes the backbone's ``generate_batch_size`` where it has
         one (backbones with a token per gene hold ``cells x genes x width`` activations), else 8,192.
-        ``solver`` / ``n_steps``: ``None`` takes :attr:`default_sampler`.
+        ``solver`` / ``n_steps``: both ``None`` take :attr:`default_sampler`; ``n_steps`` alone keeps
+        the Euler solver (as in earlier versions), ``solver`` alone the default's step count.
         """
         if not self.is_trained:
             raise ExprflowInputError("The model is not trained yet: call train() (or load a trained model) first.")
-        solver = solver or self.default_sampler["solver"]
-        n_steps = n_steps or self.default_sampler["n_steps"]
+        default = self.default_sampler
+        solver = solver or (default["solver"] if n_steps is None else "euler")
+        n_steps = n_steps or default["n_steps"]
         rng = np.random.default_rng(seed)
         gen = torch.Generator().manual_seed(seed)
         n, codes = resolve_conditions(n_cells, conditions, self.levels, self.train_codes, rng)
