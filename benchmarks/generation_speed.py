@@ -262,15 +262,16 @@ def _pareto_figure(rows: list[dict], speeds: dict, path: Path) -> None:
                 if f"{kind} {k[0]} {k[1]}" in speeds]
         if not keys:
             continue
-        rate = [speeds[f"{kind} {solver} {n}"]["cells_per_s"] for solver, n, _ in keys]
+        rate = [speeds[f"{kind} {solver} {n}"]["cells_per_cpu_s"] for solver, n, _ in keys]  # shared machine
         axes[0].scatter([nfe for *_, nfe in keys], rate, marker=marker, label=kind)
         energy = [np.mean([q["ratio_to_floor"]["energy"] for q in rows if q["model"] == kind and
                            (q["solver"], q["n_steps"]) == (solver, n)]) for solver, n, _ in keys]
         axes[1].scatter(rate, energy, marker=marker, label=kind)
         for (solver, n, _), x, e in zip(keys, rate, energy):
             axes[1].annotate(f"{solver} {n}", (x, e), fontsize=7)
-    axes[0].set(xlabel="function evaluations", ylabel="generated cells / s", xscale="log", yscale="log")
-    axes[1].set(xlabel="generated cells / s (counts, AnnData)", ylabel="energy / floor (mean over seeds)", xscale="log")
+    axes[0].set(xlabel="function evaluations", ylabel="generated cells per CPU-second", xscale="log", yscale="log")
+    axes[1].set(xlabel="generated cells per CPU-second (counts, AnnData out)", ylabel="energy / floor (mean over seeds)",
+                xscale="log")
     axes[1].legend()
     save_figure(fig, path, "PBMC3k LatentFlow: speed vs evaluations vs quality")
 
