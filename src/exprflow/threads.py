@@ -77,7 +77,7 @@ def threads_for(width: int | None) -> int:
 
 @contextmanager
 def thread_limit(width: int | None):
-    """Run the block with :func:`threads_for(width) <threads_for>` PyTorch threads, then restore the previous count."""
+    """Run the block with ``threads_for(width)`` PyTorch threads, then restore the previous count."""
     import torch
 
     global _depth, _outer_threads
