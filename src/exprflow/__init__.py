@@ -6,8 +6,9 @@ The representation follows the data's structure (see ``docs/architecture.md``)::
 
 Top-level names are imported lazily, so ``import exprflow`` (and ``exprflow --help``) stays fast::
 
-    from exprflow import StateFlow, evaluate
+    from exprflow import StateFlow, evaluate, settings
     import exprflow as ef; ef.pl.real_vs_generated(real, generated)    # plotting, scanpy style
+    settings.num_threads = 2     # PyTorch threads of exprflow's work (default None: automatic)
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ _LAZY = {
     "format_report": "exprflow.metrics",
     "read_adata": "exprflow.data",
     "prepare_counts": "exprflow.data",
+    "settings": "exprflow.threads",
 }
 
 __all__ = ["__version__", "pl", *_LAZY]

@@ -36,10 +36,16 @@ def _configure_logging(verbose: bool) -> None:
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", is_flag=True, help="Also log third-party INFO messages.")
+@click.option("--threads", type=click.IntRange(min=1), default=None, metavar="N",
+              help="PyTorch threads for training and sampling (default: 1 for small flow states, the "
+                   "available cores for wide steps; exprflow.settings.num_threads).")
 @click.version_option(package_name="exprflow")
-def cli(verbose: bool) -> None:
+def cli(verbose: bool, threads: int | None) -> None:
     """exprflow: generative models of single-cell gene expression (rectified flows)."""
+    from exprflow.threads import settings
+
     _configure_logging(verbose)
+    settings.num_threads = threads
 
 
 def _add_discovered_commands() -> None:

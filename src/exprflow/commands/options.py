@@ -13,14 +13,35 @@ def no_plots_option(f):
     return click.option("--no-plots", is_flag=True, help="Write report.md without figures (faster).")(f)
 
 
-def model_options(f):
-    from exprflow.backbones import BACKBONES
-    from exprflow.distributions import LIKELIHOODS
-    from exprflow.models import MODELS
+class RegistryChoice(click.Choice):
+    """A ``click.Choice`` over a registry's names, imported only when a choice is checked or listed.
 
-    f = click.option("--model", "model_name", default="latent", show_default=True, type=click.Choice(MODELS.names()),
-                     help="Model (representation + objective).")(f)
-    f = click.option("--backbone", default=None, type=click.Choice(BACKBONES.names()),
+    ``exprflow --help`` then never imports the models (torch, Lightning); ``exprflow fit --help``
+    and a command that receives the option do."""
+
+    def __init__(self, module: str, registry: str) -> None:
+        self._where = (module, registry)
+        self._names: list[str] | None = None
+        super().__init__([], case_sensitive=True)
+
+    @property
+    def choices(self):
+        if self._names is None:
+            import importlib
+
+            module, registry = self._where
+            self._names = getattr(importlib.import_module(module), registry).names()
+        return self._names
+
+    @choices.setter
+    def choices(self, value) -> None:  # click.Choice.__init__ assigns the (empty) list
+        pass
+
+
+def model_options(f):
+    f = click.option("--model", "model_name", default="latent", show_default=True,
+                     type=RegistryChoice("exprflow.models", "MODELS"), help="Model (representation + objective).")(f)
+    f = click.option("--backbone", default=None, type=RegistryChoice("exprflow.backbones", "BACKBONES"),
                      help="Backbone network of the flow (default: the model's own, mlp for latent/state).")(f)
     f = click.option("--backbone-kwargs", default=None, metavar="JSON",
                      help='Backbone options as a JSON object, e.g. \'{"width": 64, "patch_size": 32}\' '
@@ -30,7 +51,7 @@ def model_options(f):
     f = click.option("--batch-size", type=int, default=None, help="Training batch size (default: the model's).")(f)
     f = click.option("--flow-steps", type=int, default=None,
                      help="Training steps of the flow phase of two-phase models (latent, perturbation, population).")(f)
-    f = click.option("--likelihood", default=None, type=click.Choice(LIKELIHOODS.names()),
+    f = click.option("--likelihood", default=None, type=RegistryChoice("exprflow.distributions", "LIKELIHOODS"),
                      help="Count likelihood of the VAE decoder (latent, perturbation, population; default nb).")(f)
     f = click.option("--seed", type=int, default=0, show_default=True)(f)
     f = click.option("--overwrite", is_flag=True, help="Replace an existing output directory.")(f)

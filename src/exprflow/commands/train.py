@@ -56,6 +56,9 @@ def demo(out, model_name, backbone, backbone_kwargs, likelihood, flow_steps, max
 @click.option("--backed", is_flag=True,
               help="Keep the count matrix on disk and read it in shuffled blocks (atlases larger than memory; "
                    "docs/out_of_core.md).")
+@click.option("--reflow-steps", type=click.IntRange(min=0), default=0, show_default=True,
+              help="After training, straighten the flow with this many reflow steps (Liu et al. 2022) so that "
+                   "generate defaults to one Euler step; 0: no reflow.")
 @model_options
 @no_plots_option
 def fit(**params) -> None:
@@ -75,8 +78,8 @@ def fit(**params) -> None:
 
 
 def _fit(data_path, layer, condition_key, time_key, control_group, model_kwargs, out, accelerator, devices, num_nodes,
-         strategy, checkpoint_every, resume, backed, model_name, backbone, backbone_kwargs, likelihood, flow_steps,
-         max_epochs, max_steps, batch_size, seed, overwrite, no_plots) -> None:
+         strategy, checkpoint_every, resume, backed, reflow_steps, model_name, backbone, backbone_kwargs, likelihood,
+         flow_steps, max_epochs, max_steps, batch_size, seed, overwrite, no_plots) -> None:
     import torch
 
     from exprflow.data import read_adata
@@ -106,6 +109,8 @@ def _fit(data_path, layer, condition_key, time_key, control_group, model_kwargs,
     model = model_cls(adata, layer=layer, condition_key=condition_key, **kwargs)
     start_run_dir(out, options, resume=resume)  # an old run is marked replaced before training starts
     model.train(**train)
+    if reflow_steps:
+        model.reflow(steps=reflow_steps, seed=seed)
     if not is_launch_rank_zero():  # the other processes of a multi-process run write nothing
         return
     finish_run_dir(out, model)

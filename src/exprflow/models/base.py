@@ -17,7 +17,7 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
-from dataclasses import asdict, fields, is_dataclass, replace
+from dataclasses import asdict, replace
 from typing import ClassVar
 
 import numpy as np
@@ -34,13 +34,14 @@ from exprflow.backbones import BACKBONES
 from exprflow.flows import RectifiedFlow, guided_velocity
 from exprflow.flows.conditions import ConditionSpace, compositional_velocity, install_condition_embedding
 from exprflow.models.conditions import (
-    combination_obs, encode_combinations, normalize_condition_key, resolve_combinations,
+    check_guidance, combination_obs, encode_combinations, normalize_condition_key, resolve_combinations,
 )
 from exprflow.models.history import history_from_json, history_to_json
 from exprflow.models.output import generated_adata, model_repr, resolve_conditions
-from exprflow.models.persistence import save_model_dir
+from exprflow.models.persistence import coerce_nested, config_from_dict, save_model_dir
 from exprflow.models.setup import AnnDataSetup, check_same_setup, resolve_setup, write_setup
 from exprflow.sampling import integrate
+from exprflow.threads import thread_limit
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +49,11 @@ logger = logging.getLogger(__name__)
 DEFAULT_BACKBONE_KWARGS = {"mlp": {"hidden": 256, "depth": 3}}
 
 DEFAULT_GENERATE_BATCH = 8192
+
+#: the sampler ``generate`` uses unless told otherwise (a reflowed model: one Euler step, models/reflow.py).
+#: Heun with 4 steps (8 evaluations) kept PBMC3k's protocol metrics at those of 16 Euler steps
+#: (BENCHMARKS.md, generation speed); fewer evaluations without reflow did not.
+DEFAULT_SAMPLER = {"solver": "heun", "n_steps": 4}
 
 
 def chunks_by_condition(order: np.ndarray, codes: np.ndarray | None, batch_size: int):
@@ -69,21 +75,6 @@ def _prepare_training_data(adata: AnnData, setup: AnnDataSetup):
     prepare = prepare_backed_counts if is_backed(adata) else prepare_counts
     single_key = None if isinstance(setup.condition_key, list) else setup.condition_key  # several: see conditions.py
     return prepare(adata, layer=setup.layer, condition_key=single_key, require_counts=True)
-
-
-def _coerce_nested(config_cls: type, d: dict) -> dict:
-    """Turn dict values of nested-dataclass fields (e.g. ``optim``) back into their dataclasses."""
-    out = dict(d)
-    for f in fields(config_cls):
-        default = f.default
-        if isinstance(out.get(f.name), dict) and is_dataclass(default):
-            out[f.name] = type(default)(**out[f.name])
-    return out
-
-
-def config_from_dict(config_cls: type, d: dict):
-    """Rebuild a (possibly nested) frozen config dataclass from its ``asdict`` form."""
-    return config_cls(**_coerce_nested(config_cls, d))
 
 
 class FlowModel:
@@ -138,7 +129,7 @@ class FlowModel:
             raise ExprflowInputError(
                 f"Unknown {cls.__name__} option(s) {sorted(unknown)}; valid: {sorted(asdict(base))}."
             )
-        return replace(base, **_coerce_nested(cls.config_cls, overrides))
+        return replace(base, **coerce_nested(cls.config_cls, overrides))
 
     @classmethod
     def setup_anndata(cls, adata: AnnData, layer: str | None = None,
@@ -214,12 +205,15 @@ class FlowModel:
 
     @torch.no_grad()
     def sample_states(self, codes: np.ndarray | None, n: int, *, n_steps: int, solver: str,
-                      guidance: float | Mapping[str, float], generator: torch.Generator) -> tuple[torch.Tensor, int]:
-        """Integrate the flow for ``n`` cells; returns the flow's states and the number of function evaluations."""
-        x0 = torch.randn(n, self.backbone.dim, generator=generator)
+                      guidance: float | Mapping[str, float], generator: torch.Generator,
+                      x0: torch.Tensor | None = None) -> tuple[torch.Tensor, int]:
+        """Integrate the flow for ``n`` cells (from ``x0``, default fresh noise); returns the flow's states
+        and the number of function evaluations."""
+        if x0 is None:
+            x0 = torch.randn(n, self.backbone.dim, generator=generator)
         cond = None if codes is None else torch.as_tensor(codes, dtype=torch.long)
         self.backbone.eval()
-        with self._ema_weights():
+        with self._ema_weights(), thread_limit(self.backbone.dim):
             if isinstance(guidance, Mapping):
                 velocity = compositional_velocity(self.backbone, self.condition_space, cond, guidance,
                                                   getattr(self, "_composition", "joint"))
@@ -232,8 +226,8 @@ class FlowModel:
         self,
         n_cells: int | None = None,
         conditions: Mapping[str, int] | Sequence[str] | str | pd.DataFrame | None = None,
-        n_steps: int = 16,
-        solver: str = "euler",
+        n_steps: int | None = None,
+        solver: str | None = None,
         guidance: float | Mapping[str, float] = 1.0,
         seed: int = 0,
         batch_size: int | None = None,
@@ -247,6 +241,9 @@ class FlowModel:
         cells integrated together; ``None`` takes the backbone's ``generate_batch_size`` where it has
         one (backbones with a token per gene hold ``cells x genes x width`` activations), else 8,192.
 
+        ``solver`` / ``n_steps``: both ``None`` take :attr:`default_sampler`; ``n_steps`` alone keeps
+        the Euler solver (as in earlier versions), ``solver`` alone the default's step count.
+
         With several condition keys, ``conditions`` is a DataFrame of combinations or a dict attribute ->
         level (:func:`exprflow.models.conditions.resolve_combinations`; attributes left out are
         marginalised), and ``guidance`` may be a dict attribute -> weight, composed as ``composition``
@@ -257,9 +254,13 @@ class FlowModel:
         """
         if not self.is_trained:
             raise ExprflowInputError("The model is not trained yet: call train() (or load a trained model) first.")
+        default = self.default_sampler
+        solver = solver or (default["solver"] if n_steps is None else "euler")
+        n_steps = n_steps or default["n_steps"]
         rng = np.random.default_rng(seed)
         gen = torch.Generator().manual_seed(seed)
-        guidance = self._check_guidance(guidance, composition)
+        guidance = check_guidance(guidance, composition, self.condition_space)
+        self._composition = composition
         if self.condition_space is not None:
             n, codes = resolve_combinations(n_cells, conditions, self.condition_space, self.train_codes, rng)
         else:
@@ -292,20 +293,20 @@ class FlowModel:
             levels=self.levels, codes=codes, provenance=provenance, name_prefix=name_prefix,
         )
 
-    def _check_guidance(self, guidance, composition: str):
-        """A float, or a dict attribute -> weight (several condition keys only); sets the composition."""
-        from exprflow.flows.conditions import COMPOSITIONS
+    @property
+    def default_sampler(self) -> dict:
+        """``{"solver", "n_steps"}`` that ``generate`` uses by default: :data:`DEFAULT_SAMPLER`, or one
+        Euler step after :meth:`reflow`."""
+        info = getattr(self, "reflow_info", None)
+        return dict(info["sampler"]) if info else dict(DEFAULT_SAMPLER)
 
-        if composition not in COMPOSITIONS:
-            raise ExprflowInputError(f"composition must be one of {COMPOSITIONS}, got {composition!r}.")
-        self._composition = composition
-        if not isinstance(guidance, Mapping):
-            return float(guidance)
-        if self.condition_space is None:
-            raise ExprflowInputError("Guidance per attribute needs several condition keys; give one float.")
-        for key in guidance:
-            self.condition_space.key_index(key)
-        return {str(k): float(w) for k, w in guidance.items()}
+    def reflow(self, n_pairs: int = 20_000, steps: int = 2000, **kwargs):
+        """Straighten the flow so one Euler step suffices: retrain it on (noise, generated) pairs (Liu et
+        al. 2022); see :func:`exprflow.models.reflow.reflow` for ``n_steps``/``solver`` of the teacher,
+        ``batch_size``, ``seed``, ``progress_bar`` and the training options. Returns ``self``."""
+        from exprflow.models.reflow import reflow
+
+        return reflow(self, n_pairs, steps, **kwargs)
 
     def generate_to_file(self, path: str, n_cells: int | None = None,
                          conditions: Mapping[str, int] | Sequence[str] | str | None = None, **kwargs):
@@ -336,7 +337,8 @@ class FlowModel:
                 **self.condition_space.state_dict(),
                 "train_combinations": [[int(c), int(k)] for c, k in zip(*np.unique(self.train_codes, return_counts=True))],
             },
-            "train_seconds": self.train_seconds, "history": history_to_json(self.history), **self._extra_state(),
+            "train_seconds": self.train_seconds, "history": history_to_json(self.history),
+            "reflow": getattr(self, "reflow_info", None), **self._extra_state(),
         }
         save_model_dir(dir_path, config, self._tensors(), overwrite=overwrite)
 
@@ -365,6 +367,7 @@ class FlowModel:
         self.plan = None
         self.history = history_from_json(saved.get("history"))
         self.train_seconds = saved.get("train_seconds")
+        self.reflow_info = saved.get("reflow")
         try:
             self._build_networks(self.n_conditions)
             self._load_extra(saved, tensors)

@@ -141,3 +141,19 @@ def batch_codes(obs: pd.DataFrame, batch_key: str | None, levels: Sequence[str] 
     if unknown:
         raise ExprflowInputError(f"Unknown batch(es) {unknown[:5]}; the model knows {list(levels)}.")
     return labels.map(index).to_numpy().astype(np.int64)
+
+
+def check_guidance(guidance, composition: str, space: ConditionSpace | None):
+    """Guidance as a float, or a dict attribute -> weight (models with several condition keys only),
+    checked together with ``composition`` (clear errors)."""
+    from exprflow.flows.conditions import COMPOSITIONS
+
+    if composition not in COMPOSITIONS:
+        raise ExprflowInputError(f"composition must be one of {COMPOSITIONS}, got {composition!r}.")
+    if not isinstance(guidance, Mapping):
+        return float(guidance)
+    if space is None:
+        raise ExprflowInputError("Guidance per attribute needs several condition keys; give one float.")
+    for key in guidance:
+        space.key_index(key)
+    return {str(k): float(w) for k, w in guidance.items()}

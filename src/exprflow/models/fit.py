@@ -29,6 +29,7 @@ from exprflow.data.loaders import CellDataset
 from exprflow.data.samplers import StepBatchSampler, step_loader
 from exprflow.models.checkpoint import AtomicCheckpointIO, StepCheckpoint, read_checkpoint
 from exprflow.models.run_dir import record_phase
+from exprflow.threads import thread_limit
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +64,8 @@ def fit_loader(
 
     Sets ``plan.total_steps`` (the learning-rate schedule's horizon) before training. Seed the loader's
     generator (and call ``lightning.seed_everything``) before building it for a reproducible run.
+    The run uses :func:`exprflow.threads.threads_for` of the plan's ``work_width`` PyTorch threads
+    (one for a small flow state, the available cores for wide work), restored afterwards.
 
     ``checkpoint_path``: file to checkpoint to, every ``checkpoint_every`` steps and at the end.
     ``resume``: continue from ``checkpoint_path`` if it exists (else start at step 0). A loader whose
@@ -115,7 +118,8 @@ def fit_loader(
         warnings.filterwarnings("ignore", message=".*LeafSpec.*")
         if step_sampler is not None:  # the step-indexed sampler does resume mid-epoch
             warnings.filterwarnings("ignore", message=".*resuming from a checkpoint that ended before the epoch.*")
-        trainer.fit(plan, train_dataloaders=loader, ckpt_path=ckpt_path, weights_only=True)
+        with thread_limit(getattr(plan, "work_width", None)):
+            trainer.fit(plan, train_dataloaders=loader, ckpt_path=ckpt_path, weights_only=True)
     if not trainer.interrupted:
         record_phase(checkpoint_path)  # run.json of an ``exprflow fit`` run names the phases finished
     return trainer

@@ -47,6 +47,7 @@ from exprflow.models.training import FlowTrainingPlan, OptimConfig
 from exprflow.models.vae_training import VAETrainingPlan
 from exprflow.representations import LogNormalLibrary
 from exprflow.representations.vae import CountVAE, VAEConfig
+from exprflow.threads import thread_limit
 
 logger = logging.getLogger(__name__)
 
@@ -332,8 +333,14 @@ class LatentFlow(FlowModel):
             fixed = getattr(self, "_decode_batch", None)
             freq = np.asarray(self.batch_frequencies, dtype=float)
             batches = np.full(n, fixed) if fixed is not None else rng.choice(len(freq), size=n, p=freq / freq.sum())
-        values = self.decode(z, library, sample=mode == "sample", seed=int(rng.integers(2**31)), batches=batches)
-        return sp.csr_matrix(values.astype(np.int32 if mode == "sample" else np.float32))
+        with thread_limit(None):  # the decoder is wide work (genes)
+            if mode == "sample":
+                self.vae.eval()
+                return self.vae.sample_counts_csr(
+                    torch.from_numpy(np.ascontiguousarray(z, dtype=np.float32)),
+                    torch.from_numpy(library.astype(np.float32)), rng,
+                    batch=None if batches is None else torch.as_tensor(batches, dtype=torch.long))
+            return sp.csr_matrix(self.decode(z, library, sample=False, batches=batches).astype(np.float32))
 
     # ---------------------------------------------------------- persistence
     def _extra_state(self) -> dict:

@@ -36,7 +36,7 @@ from torch.utils.data import DataLoader
 from exprflow import __version__
 from exprflow.backbones.nucleotide import LM_BACKBONES, CausalNucleotideNet, count_parameters
 from exprflow.errors import ExprflowInputError
-from exprflow.models.base import config_from_dict
+from exprflow.models.persistence import config_from_dict
 from exprflow.models.fit import fit_loader
 from exprflow.models.nucleotide_training import LOG2, NucleotideLMPlan, WindowDataset
 from exprflow.models.persistence import save_model_dir

@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import tempfile
+from dataclasses import fields, is_dataclass
 from pathlib import Path
 
 import torch
@@ -94,3 +95,18 @@ def load_model_dir(path: str | os.PathLike) -> tuple[dict, dict[str, torch.Tenso
             "holds pickled code; exprflow only loads plain tensors. Re-save the model or use another copy."
         ) from None
     return config, tensors
+
+
+def coerce_nested(config_cls: type, d: dict) -> dict:
+    """Turn dict values of nested-dataclass fields (e.g. ``optim``) back into their dataclasses."""
+    out = dict(d)
+    for f in fields(config_cls):
+        default = f.default
+        if isinstance(out.get(f.name), dict) and is_dataclass(default):
+            out[f.name] = type(default)(**out[f.name])
+    return out
+
+
+def config_from_dict(config_cls: type, d: dict):
+    """Rebuild a (possibly nested) frozen config dataclass from its ``asdict`` form."""
+    return config_cls(**coerce_nested(config_cls, d))

@@ -49,6 +49,7 @@ from exprflow.models.training import FlowTrainingPlan, OptimConfig
 from exprflow.models.vae_training import VAETrainingPlan
 from exprflow.representations.vae import VAEConfig
 from exprflow.sampling import integrate
+from exprflow.threads import thread_limit
 
 logger = logging.getLogger(__name__)
 
@@ -244,7 +245,7 @@ class PerturbationFlow(LatentFlow):
         code = self._perturbation_code(condition)
         x0 = torch.as_tensor(states)
         self.backbone.eval()
-        with self._ema_weights():
+        with self._ema_weights(), thread_limit(self.backbone.dim):
             velocity = guided_velocity(SourceBound(self.backbone, x0), torch.full((len(x0),), code), guidance)
             result = integrate(velocity, x0, solver=solver, n_steps=n_steps)
         self._last_nfe = result.nfe

@@ -53,6 +53,7 @@ from exprflow.models.output import generated_adata, resolve_conditions
 from exprflow.models.training import FlowTrainingPlan
 from exprflow.models.vae_training import VAETrainingPlan
 from exprflow.sampling import integrate
+from exprflow.threads import thread_limit
 
 logger = logging.getLogger(__name__)
 
@@ -176,7 +177,7 @@ class PopulationFlow(LatentFlow):
         x0 = torch.randn(n_populations, population_size, self.backbone.dim, generator=generator)
         cond = None if code is None else torch.full((n_populations,), int(code), dtype=torch.long)
         self.backbone.eval()
-        with self._ema_weights():
+        with self._ema_weights(), thread_limit(self.backbone.dim):
             result = integrate(guided_velocity(self.backbone, cond, guidance), x0, solver=solver, n_steps=n_steps)
         return result.x, result.nfe
 

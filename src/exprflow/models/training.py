@@ -65,16 +65,21 @@ class FlowTrainingPlan(L.LightningModule):
         self.optim = optim
         self.total_steps = max(int(total_steps), 1)
         self.ema = EMA(backbone, decay=optim.ema_decay)
+        self.work_width = getattr(backbone, "dim", None)  # features per cell: picks the threads (exprflow.threads)
         self.history: list[tuple[int, float]] = []
 
-    def training_step(self, batch: dict, batch_idx: int) -> Tensor:
+    def compute_loss(self, batch: dict) -> tuple[Tensor, int]:
+        """The batch's loss and its number of cells (subclasses change what the flow regresses on)."""
         x1 = self.encode(batch["x"])
-        loss = self.objective.loss(self.backbone, x1, batch.get("cond"))
+        return self.objective.loss(self.backbone, x1, batch.get("cond")), x1.shape[0]
+
+    def training_step(self, batch: dict, batch_idx: int) -> Tensor:
+        loss, n = self.compute_loss(batch)
         if not torch.isfinite(loss):
             raise FloatingPointError(
                 f"training loss became {loss.item()} at step {self.global_step}; lower the learning rate"
             )
-        self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=x1.shape[0])
+        self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=n)
         self.history.append((int(self.global_step), float(loss.detach())))
         return loss
 

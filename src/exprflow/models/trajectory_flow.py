@@ -41,7 +41,7 @@ from exprflow.data.timecourse import TimeCourse, prepare_timecourse
 from exprflow.errors import ExprflowInputError
 from exprflow.flows.sequence_objective import SequenceRectifiedFlow, sample_trajectories
 from exprflow.flows.trajectories import chain_sequences
-from exprflow.models.base import config_from_dict
+from exprflow.models.persistence import config_from_dict
 from exprflow.models.fit import fit_loader
 from exprflow.models.history import history_from_json, history_to_json, training_history
 from exprflow.models.latent_flow import default_vae_steps

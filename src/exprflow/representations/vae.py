@@ -23,6 +23,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -33,6 +35,7 @@ from exprflow.errors import ExprflowInputError
 
 _LOG_THETA_RANGE = (-10.0, 12.0)
 _MIN_VAR = 1e-4
+DECODE_BLOCK = 512  # cells decoded together when sampling counts
 
 
 @dataclass(frozen=True)
@@ -121,6 +124,25 @@ class CountVAE(nn.Module):
         theta = torch.exp(self.log_theta.clamp(*_LOG_THETA_RANGE)).expand_as(mu)
         zi = self.zi_logits(h) if self.zi_logits is not None else None
         return self.likelihood.build(mu, theta, zi)
+
+    @torch.no_grad()
+    def sample_counts_csr(self, z: Tensor, library: Tensor, rng: np.random.Generator,
+                          block_size: int = DECODE_BLOCK, batch: Tensor | None = None) -> sp.csr_matrix:
+        """One draw of counts ``x ~ p(x | z, l[, batch])`` as CSR, decoded ``block_size`` cells at a time.
+
+        Exact, and paying for the non-zero entries only (:mod:`exprflow.distributions.sparse_sampling`);
+        blocks of a few hundred cells keep the decoder's ``cells x genes`` outputs in cache.
+        """
+        from exprflow.distributions.sparse_sampling import entries_to_csr, select_nonzero
+
+        generator = torch.Generator().manual_seed(int(rng.integers(2**63)))
+        z, library = z.float(), library.float().reshape(-1)
+        parts = []
+        for lo in range(0, z.shape[0], block_size):
+            rows = slice(lo, lo + block_size)
+            dist = self.decode(z[rows], library[rows], None if batch is None else batch[rows])
+            parts.append(select_nonzero(dist, generator).shifted(lo))
+        return entries_to_csr(parts, (z.shape[0], self.rho_logits.out_features), rng)
 
     def proportions(self, z: Tensor, batch: Tensor | None = None) -> Tensor:
         """Decoded per-gene proportions ``rho`` (rows sum to 1)."""
