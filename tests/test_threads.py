@@ -106,3 +106,29 @@ def test_top_level_help_does_not_import_torch():
            "print('torch' in sys.modules, 'lightning' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().endswith("False False")
+
+
+class _Recorder(torch.nn.Module):
+    def __init__(self, inner):
+        super().__init__()
+        self.inner, self.dim, self.n_conditions, self.seen = inner, inner.dim, inner.n_conditions, set()
+
+    def forward(self, x, t, cond=None):
+        self.seen.add(torch.get_num_threads())
+        return self.inner(x, t, cond)
+
+
+def test_sampling_many_cells_counts_as_wide_work(monkeypatch):
+    from exprflow.models.base import WIDE_SAMPLING_CELLS, FlowModel
+
+    monkeypatch.setattr(threads, "available_cores", lambda: 2)
+    torch.set_num_threads(2)
+    model = FlowModel.__new__(FlowModel)
+    model.plan, model.backbone = None, _Recorder(BACKBONES.get("mlp")(dim=6, n_conditions=0, hidden=8, depth=1))
+    gen = torch.Generator().manual_seed(0)
+    model.sample_states(None, 10, n_steps=1, solver="euler", guidance=1.0, generator=gen)
+    assert model.backbone.seen == {1}  # a few cells of a small state: one thread
+    model.backbone.seen.clear()
+    model.sample_states(None, WIDE_SAMPLING_CELLS, n_steps=1, solver="euler", guidance=1.0, generator=gen)
+    assert model.backbone.seen == {2}
+    assert torch.get_num_threads() == 2
