@@ -6,7 +6,8 @@ takes microseconds of arithmetic and milliseconds of threads waiting for each ot
 the threads per kind of work, and gives the previous setting back afterwards::
 
     small work (a flow on a state of <= SMALL_WIDTH features)   1 thread
-    wide work  (the count VAE on genes, a flow in gene space)    min(available cores, PyTorch's own default)
+    wide work  (the count VAE on genes, a flow in gene space,    min(available cores, PyTorch's own default)
+                sampling thousands of cells together)
 
 PyTorch's default already follows ``OMP_NUM_THREADS``, so an environment that sets it is respected.
 ``settings.num_threads = N`` (or ``exprflow --threads N``) overrides both kinds, like
