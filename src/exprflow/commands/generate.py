@@ -61,19 +61,20 @@ def generate(run, n_cells, like_path, out, n_steps, solver, guidance, compositio
         request["guidance"] = guidance
     if composition != "joint" or isinstance(guidance, dict):
         request["composition"] = composition
+    # unset --n-steps / --solver leave the model's own default sampler
+    request.update({k: v for k, v in (("n_steps", n_steps), ("solver", solver)) if v is not None})
     shown = request if not hasattr(request.get("conditions"), "columns") else {
         **request, "conditions": f"{len(request['conditions'])} label combinations of {key}"}
-    facts = [f"model: {type(model).__name__} from `{run}`",
-             f"request: {shown}, {solver} with {n_steps} steps, seed {seed}"]
+    facts = [f"model: {type(model).__name__} from `{run}`", f"request: {shown}, seed {seed}"]
     key = key[0] if isinstance(key, list) else key  # the reports colour by one key
     if chunk_size is not None:
-        path = model.generate_to_file(out, **request, n_steps=n_steps, solver=solver, seed=seed,
+        path = model.generate_to_file(out, **request, seed=seed,
                                       chunk_size=chunk_size, resume=resume, overwrite=overwrite)
         report = write_report(report_folder(out), title="exprflow generate", plots=False,
                               facts=[*facts, f"cells written to `{path}` in chunks of {chunk_size}"])
         click.echo(f"cells written to {path} in chunks of {chunk_size}; see {report}")
         return
-    adata = model.generate(**request, n_steps=n_steps, solver=solver, seed=seed)
+    adata = model.generate(**request, seed=seed)
     write_h5ad_atomic(adata, out)
     real = None
     if like_path is not None and not no_plots:
@@ -82,7 +83,8 @@ def generate(run, n_cells, like_path, out, n_steps, solver, guidance, compositio
         real = read_adata(like_path)
     info = adata.uns["exprflow"]
     facts.append(f"{adata.n_obs} cells written to `{out}` in {info.get('sampling_seconds', 0):.1f} s "
-                 f"({info.get('nfe')} network evaluations)")
+                 f"({info.get('solver', 'default solver')} with {info.get('n_steps')} steps: "
+                 f"{info.get('nfe')} network evaluations)")
     report = write_report(report_folder(out), title="exprflow generate", facts=facts, real=real, generated=adata,
                           layer=_like_layer(model, real), condition_key=key, plots=not no_plots, seed=seed)
     click.echo(f"{adata.n_obs} cells written to {out}; see {report}")
