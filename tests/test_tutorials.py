@@ -2,7 +2,8 @@
 
 Each script runs in a fresh Python process (one thread) in a temporary folder, with ``EXPRFLOW_DATA``
 pointing at the shared data sets; a tutorial whose data set is absent is skipped. Budgets are the
-scripts' own (tiny).
+scripts' own (tiny). Marked ``tutorial`` (about 75 s together): ``.ci/run`` runs them after the default
+suite with ``python -m pytest -m tutorial``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from pathlib import Path
 
 import pytest
 from shared_data import SHARED_DATA, shared_path
+
+pytestmark = pytest.mark.tutorial
 
 ROOT = Path(__file__).resolve().parents[1]
 TUTORIALS = ROOT / "docs" / "tutorials"
