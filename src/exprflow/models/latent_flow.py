@@ -44,6 +44,7 @@ from exprflow.models.conditions import batch_codes
 from exprflow.models.history import training_history
 from exprflow.models.fit import fit_plan
 from exprflow.models.training import FlowTrainingPlan, OptimConfig
+from exprflow.models.seeding import seeded_training
 from exprflow.models.vae_training import VAETrainingPlan
 from exprflow.representations import LogNormalLibrary
 from exprflow.representations.vae import CountVAE, VAEConfig
@@ -129,6 +130,7 @@ class LatentFlow(FlowModel):
         self.objective = self._objective()
 
     # ---------------------------------------------------------------- training
+    @seeded_training
     def train(
         self,
         max_epochs: int | None = None,

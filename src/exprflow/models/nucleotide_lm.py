@@ -41,6 +41,7 @@ from exprflow.models.fit import fit_loader
 from exprflow.models.nucleotide_training import LOG2, NucleotideLMPlan, WindowDataset
 from exprflow.models.persistence import save_model_dir
 from exprflow.models.restore import load_backbone_weights
+from exprflow.models.seeding import seeded_training
 from exprflow.models.training import OptimConfig
 from exprflow.representations.dna import N_TOKEN, NucleotideTokenizer
 
@@ -98,6 +99,7 @@ class NucleotideLM:
         return count_parameters(self.net)
 
     # ------------------------------------------------------------------ training
+    @seeded_training
     def train(self, segments: list[np.ndarray], max_steps: int = 1000, seed: int = 0,
               eval_tokens: np.ndarray | None = None, eval_prefix: np.ndarray | None = None,
               eval_every: int | None = None, accelerator: str = "cpu", progress_bar: bool = True) -> "NucleotideLM":

@@ -46,6 +46,7 @@ from exprflow.models.fit import fit_loader, fit_plan
 from exprflow.models.latent_flow import LatentFlow, default_vae_steps
 from exprflow.models.perturbation_net import SourceBound, build_pair_network
 from exprflow.models.training import FlowTrainingPlan, OptimConfig
+from exprflow.models.seeding import seeded_training
 from exprflow.models.vae_training import VAETrainingPlan
 from exprflow.representations.vae import VAEConfig
 from exprflow.sampling import integrate
@@ -171,6 +172,7 @@ class PerturbationFlow(LatentFlow):
         return RectifiedFlow(time_sampler=c.time_sampler, coupling="independent", cond_dropout=c.cond_dropout)
 
     # ---------------------------------------------------------------- training
+    @seeded_training
     def train(self, max_epochs: int | None = None, batch_size: int = 128, max_steps: int | None = None,
               flow_steps: int | None = None, flow_batch_size: int | None = None, accelerator: str = "cpu",
               devices: int | str = 1, seed: int = 0, progress_bar: bool = True, log_dir: str | None = None,

@@ -51,6 +51,7 @@ from exprflow.models.fit import fit_loader, fit_plan
 from exprflow.models.latent_flow import DECODE_MODES, LatentFlow, LatentFlowConfig, default_vae_steps
 from exprflow.models.output import generated_adata, resolve_conditions
 from exprflow.models.training import FlowTrainingPlan
+from exprflow.models.seeding import seeded_training
 from exprflow.models.vae_training import VAETrainingPlan
 from exprflow.sampling import integrate
 from exprflow.threads import thread_limit
@@ -102,6 +103,7 @@ class PopulationFlow(LatentFlow):
                                           replace=c.replace)
 
     # ---------------------------------------------------------------- training
+    @seeded_training
     def train(
         self,
         max_epochs: int | None = None,

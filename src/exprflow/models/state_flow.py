@@ -27,6 +27,7 @@ import torch
 from exprflow.backbones.base import GeneAware, GeneContext
 from exprflow.models.base import FlowModel
 from exprflow.models.history import training_history
+from exprflow.models.seeding import seeded_training
 from exprflow.models.fit import fit_plan
 from exprflow.models.training import FlowTrainingPlan, OptimConfig
 from exprflow.representations import LogNormalLibrary, StateVector, StateVectorConfig, log1p_to_counts
@@ -73,6 +74,7 @@ class StateFlow(FlowModel):
                 sum(p.numel() for p in self.backbone.parameters()),
             )
 
+    @seeded_training
     def train(
         self,
         max_epochs: int | None = None,
