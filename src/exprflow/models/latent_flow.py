@@ -152,7 +152,7 @@ class LatentFlow(FlowModel):
         """Phase 1 trains the VAE (``max_epochs`` or ``max_steps``; default: :func:`default_vae_steps`),
         phase 2 the flow on the encoder means (``flow_steps``).
 
-        ``devices``, ``num_nodes``, ``strategy`` and the checkpoint options as in :meth:`StateFlow.train`;
+        ``seed``, ``devices``, ``num_nodes``, ``strategy`` and the checkpoint options as in :meth:`StateFlow.train`;
         each phase checkpoints to its own file (``vae.ckpt``, ``flow.ckpt``) and ``resume=True`` skips
         a finished VAE phase (restoring its weights) and continues the phase that was interrupted.
         """

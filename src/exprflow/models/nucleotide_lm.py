@@ -106,7 +106,9 @@ class NucleotideLM:
         """Train on ``max_steps`` batches of random windows of ``segments`` (the training region).
 
         With ``eval_tokens`` and ``eval_every``, bits per nucleotide on ``eval_tokens`` are recorded
-        every ``eval_every`` steps in :attr:`eval_history` (a held-out learning curve).
+        every ``eval_every`` steps in :attr:`eval_history` (a held-out learning curve). ``seed``
+        initialises the network and draws the windows; the caller's random generators are left as they
+        were (:mod:`exprflow.models.seeding`).
         """
         if max_steps < 1:
             raise ExprflowInputError(f"max_steps must be >= 1, got {max_steps}.")

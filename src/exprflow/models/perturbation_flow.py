@@ -178,7 +178,9 @@ class PerturbationFlow(LatentFlow):
               devices: int | str = 1, seed: int = 0, progress_bar: bool = True, log_dir: str | None = None,
               pretrained_vae: "PerturbationFlow | None" = None) -> "PerturbationFlow":
         """Phase 1: the count VAE (``max_epochs``/``max_steps``; default :func:`default_vae_steps`), or a copy
-        of ``pretrained_vae``'s trained VAE (same genes); phase 2: the flow on OT pairs (``flow_steps``, default ``config.flow_steps``)."""
+        of ``pretrained_vae``'s trained VAE (same genes); phase 2: the flow on OT pairs (``flow_steps``, default ``config.flow_steps``).
+        ``seed`` as in :meth:`~exprflow.models.state_flow.StateFlow.train` (``pretrained_vae``'s weights are
+        copied after the networks are initialised)."""
         if self.data is None:
             raise ExprflowInputError("A loaded model cannot be trained again; build a new PerturbationFlow(adata).")
         flow_steps = int(flow_steps or self.config.flow_steps)

@@ -119,7 +119,8 @@ class PopulationFlow(LatentFlow):
     ) -> "PopulationFlow":
         """Phase 1: the count VAE on cells (``max_epochs`` / ``max_steps``, ``batch_size`` cells; default
         :func:`default_vae_steps`, as LatentFlow). Phase 2: the flow on populations (``flow_steps``;
-        ``flow_batch_size`` populations of N cells per step; defaults from the config)."""
+        ``flow_batch_size`` populations of N cells per step; defaults from the config). ``seed`` as in
+        :meth:`~exprflow.models.state_flow.StateFlow.train`."""
         if self.data is None:
             raise ExprflowInputError("A loaded model cannot be trained again; build a new PopulationFlow(adata).")
         self._flow_budget(flow_steps, flow_batch_size)  # checked before the VAE trains

@@ -182,7 +182,8 @@ class TrajectoryFlow:
         over the ``n_sequences`` chained trajectories). ``vae_steps``: the count VAE's (default
         :func:`~exprflow.models.latent_flow.default_vae_steps`). ``representation_from``: a trained
         TrajectoryFlow on the same cells whose fitted latent space is reused (compare backbones on one
-        latent space; its VAE is not trained again).
+        latent space; its VAE is not trained again). ``seed`` as in
+        :meth:`~exprflow.models.state_flow.StateFlow.train`.
         """
         if self.course is None:
             raise ExprflowInputError("A loaded model cannot be trained again; build a new TrajectoryFlow(adata).")
