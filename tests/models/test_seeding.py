@@ -28,6 +28,9 @@ TINY = {
                  "backbone_kwargs": {"gene_sets": _GENE_SETS, "min_set_size": 2, "hidden": 16, "depth": 1,
                                      "heads": 2, "time_dim": 16}},
                 {"max_steps": 3, "batch_size": 32}),
+    "population": ({"condition_key": "cell_type", "backbone_kwargs": {"width": 16, "depth": 1, "n_heads": 2},
+                    "vae": {"n_hidden": 32, "n_latent": 3}, "population_size": 8, "replace": True},
+                   {"max_steps": 3, "batch_size": 32, "flow_steps": 3, "flow_batch_size": 4}),
     "trajectory": ({"time_key": "day", "n_latent": 3, "n_sequences": 32, "backbone_kwargs": {"width": 16, "depth": 1}},
                    {"max_steps": 3, "vae_steps": 3, "batch_size": 16}),
     "perturbation": ({"condition_key": "condition", "control_group": "ctrl", "vae": {"n_hidden": 32, "n_latent": 3},
@@ -112,3 +115,19 @@ def test_a_trained_model_continues_from_its_weights():
     twice.train(seed=2, progress_bar=False, **TINY["state"][1])
     w1, w2 = _weights(once), _weights(twice)
     assert any(not torch.equal(w1[k], w2[k]) for k in w1 if w1[k].is_floating_point())
+
+
+def test_train_flow_alone_keeps_the_vae_and_the_callers_random_state():
+    """PopulationFlow.train_flow trains the flow on the VAE the user set: nothing is initialised again."""
+    config, _ = TINY["population"]
+    model = MODELS.get("population")(_data("population"), **config)
+    with torch.no_grad():
+        for p in model.vae.parameters():
+            p.fill_(0.01)
+    vae = _weights(model)
+    torch.rand(3)
+    before = _rng_state()
+    model.train_flow(flow_steps=3, flow_batch_size=4, seed=1, progress_bar=False)
+    assert _same_rng_state(before, _rng_state())
+    after = _weights(model)
+    assert all(torch.equal(vae[k], after[k]) for k in vae if k.startswith("vae."))

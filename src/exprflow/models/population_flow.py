@@ -146,11 +146,13 @@ class PopulationFlow(LatentFlow):
             )
         return steps, batch
 
+    @seeded_training(initialise=False)
     def train_flow(self, flow_steps: int | None = None, flow_batch_size: int | None = None, *,
                    accelerator: str = "cpu", devices: int | str = 1, seed: int = 0, progress_bar: bool = True,
                    log_dir: str | None = None) -> "PopulationFlow":
         """Phase 2 alone: (re)train the population flow on the current VAE's latent means (e.g. after
-        loading another model's VAE weights into ``self.vae``, to compare flows on one VAE)."""
+        loading another model's VAE weights into ``self.vae``, to compare flows on one VAE). The networks
+        are not initialised again; the caller's random generators are left as they were."""
         if self.data is None:
             raise ExprflowInputError("A loaded model cannot be trained again; build a new PopulationFlow(adata).")
         flow_steps, flow_batch_size = self._flow_budget(flow_steps, flow_batch_size)

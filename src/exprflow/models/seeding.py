@@ -50,19 +50,25 @@ def init_networks(model, seed: int) -> None:
     model._networks_seed = int(seed)
 
 
-def seeded_training(train):
-    """Decorate a model's ``train`` method (which takes a ``seed`` argument); see the module docstring."""
+def seeded_training(train=None, *, initialise: bool = True):
+    """Decorate a model's ``train`` method (which takes a ``seed`` argument); see the module docstring.
+
+    ``initialise=False`` (a method that trains one part on weights the user may have set, such as
+    ``PopulationFlow.train_flow``): only the caller's random state is kept.
+    """
+    if train is None:
+        return functools.partial(seeded_training, initialise=initialise)
     signature = inspect.signature(train)
 
     @functools.wraps(train)
     def wrapper(self, *args, **kwargs):
-        if getattr(self, "_in_training", False):  # a subclass's train calling its parent's
+        if getattr(self, "_in_training", False):  # called by another decorated method (train_flow by train)
             return train(self, *args, **kwargs)
         bound = signature.bind(self, *args, **kwargs)
         bound.apply_defaults()
         seed = int(bound.arguments["seed"])
         with preserved_rng():
-            fresh = not getattr(self, "is_trained", False)
+            fresh = initialise and not getattr(self, "is_trained", False)
             if fresh and hasattr(self, "_init_networks") and getattr(self, "_networks_seed", None) != seed:
                 init_networks(self, seed)
             self._networks_seed = None  # the weights change from here on
