@@ -87,7 +87,6 @@ def run_experiment(
         raise ExprflowInputError(f"{out} already exists. Pass --overwrite or choose another --out directory.")
     train, test = split_adata(adata, layer, condition_key, spec.split_seed)
     model_cls = MODELS.get(spec.model)
-    torch.manual_seed(spec.seed)
     model = model_cls(train, layer=layer, condition_key=condition_key, **spec.model_kwargs)
     cpu0, wall0 = _cpu_seconds(), time.perf_counter()
     batch = {} if spec.batch_size is None else {"batch_size": spec.batch_size}

@@ -105,7 +105,6 @@ def _fit(data_path, layer, condition_key, time_key, control_group, model_kwargs,
                              strategy=strategy, checkpoint_dir=str(checkpoint_dir), checkpoint_every=checkpoint_every,
                              resume=resume))
     adata = read_adata(data_path, backed="r" if backed else None)
-    torch.manual_seed(seed)
     model = model_cls(adata, layer=layer, condition_key=condition_key, **kwargs)
     start_run_dir(out, options, resume=resume)  # an old run is marked replaced before training starts
     model.train(**train)

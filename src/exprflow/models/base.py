@@ -9,6 +9,8 @@ A concrete model (``StateFlow``, ``LatentFlow``) supplies five hooks::
     _tensors()                       the flat dict of weights to save
 
 so the scverse-style contract (``setup_anndata / train / generate / save / load``) is written once.
+A model's ``train`` is decorated with :func:`exprflow.models.seeding.seeded_training`: a model not
+trained yet has its networks built again from ``train``'s seed, whatever the global generator's state.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from exprflow.models.conditions import (
 from exprflow.models.history import history_from_json, history_to_json
 from exprflow.models.output import generated_adata, model_repr, resolve_conditions
 from exprflow.models.persistence import coerce_nested, config_from_dict, save_model_dir
+from exprflow.models.seeding import DEFAULT_SEED, init_networks
 from exprflow.models.setup import AnnDataSetup, check_same_setup, resolve_setup, write_setup
 from exprflow.sampling import integrate
 from exprflow.threads import thread_limit
@@ -103,7 +106,7 @@ class FlowModel:
             self.condition_space, self.train_codes = encode_combinations(adata, setup.condition_key, self.data.kept)
         self.var = adata.var  # read only (gene-aware backbones look up columns such as genomic position)
         self._fit_representation()
-        self._build_networks(self.n_conditions)
+        init_networks(self, DEFAULT_SEED)  # train(seed=...) initialises them again from its own seed
         self.plan = None
         self.history: dict[str, pd.DataFrame] = {}
         self.train_seconds: float | None = None
@@ -167,6 +170,9 @@ class FlowModel:
 
     def _build_networks(self, n_conditions: int) -> None:
         raise NotImplementedError
+
+    def _init_networks(self) -> None:  # called by exprflow.models.seeding.init_networks
+        self._build_networks(self.n_conditions)
 
     def _generate_chunk(self, codes: np.ndarray | None, n: int, *, n_steps: int, solver: str, guidance: float,
                         generator: torch.Generator, rng: np.random.Generator) -> sp.csr_matrix:

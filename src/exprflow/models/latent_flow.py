@@ -44,6 +44,7 @@ from exprflow.models.conditions import batch_codes
 from exprflow.models.history import training_history
 from exprflow.models.fit import fit_plan
 from exprflow.models.training import FlowTrainingPlan, OptimConfig
+from exprflow.models.seeding import seeded_training
 from exprflow.models.vae_training import VAETrainingPlan
 from exprflow.representations import LogNormalLibrary
 from exprflow.representations.vae import CountVAE, VAEConfig
@@ -129,6 +130,7 @@ class LatentFlow(FlowModel):
         self.objective = self._objective()
 
     # ---------------------------------------------------------------- training
+    @seeded_training
     def train(
         self,
         max_epochs: int | None = None,
@@ -150,7 +152,7 @@ class LatentFlow(FlowModel):
         """Phase 1 trains the VAE (``max_epochs`` or ``max_steps``; default: :func:`default_vae_steps`),
         phase 2 the flow on the encoder means (``flow_steps``).
 
-        ``devices``, ``num_nodes``, ``strategy`` and the checkpoint options as in :meth:`StateFlow.train`;
+        ``seed``, ``devices``, ``num_nodes``, ``strategy`` and the checkpoint options as in :meth:`StateFlow.train`;
         each phase checkpoints to its own file (``vae.ckpt``, ``flow.ckpt``) and ``resume=True`` skips
         a finished VAE phase (restoring its weights) and continues the phase that was interrupted.
         """

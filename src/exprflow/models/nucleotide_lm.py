@@ -41,6 +41,7 @@ from exprflow.models.fit import fit_loader
 from exprflow.models.nucleotide_training import LOG2, NucleotideLMPlan, WindowDataset
 from exprflow.models.persistence import save_model_dir
 from exprflow.models.restore import load_backbone_weights
+from exprflow.models.seeding import seeded_training
 from exprflow.models.training import OptimConfig
 from exprflow.representations.dna import N_TOKEN, NucleotideTokenizer
 
@@ -98,13 +99,16 @@ class NucleotideLM:
         return count_parameters(self.net)
 
     # ------------------------------------------------------------------ training
+    @seeded_training
     def train(self, segments: list[np.ndarray], max_steps: int = 1000, seed: int = 0,
               eval_tokens: np.ndarray | None = None, eval_prefix: np.ndarray | None = None,
               eval_every: int | None = None, accelerator: str = "cpu", progress_bar: bool = True) -> "NucleotideLM":
         """Train on ``max_steps`` batches of random windows of ``segments`` (the training region).
 
         With ``eval_tokens`` and ``eval_every``, bits per nucleotide on ``eval_tokens`` are recorded
-        every ``eval_every`` steps in :attr:`eval_history` (a held-out learning curve).
+        every ``eval_every`` steps in :attr:`eval_history` (a held-out learning curve). ``seed``
+        initialises the network and draws the windows; the caller's random generators are left as they
+        were (:mod:`exprflow.models.seeding`).
         """
         if max_steps < 1:
             raise ExprflowInputError(f"max_steps must be >= 1, got {max_steps}.")

@@ -46,6 +46,7 @@ from exprflow.models.fit import fit_loader, fit_plan
 from exprflow.models.latent_flow import LatentFlow, default_vae_steps
 from exprflow.models.perturbation_net import SourceBound, build_pair_network
 from exprflow.models.training import FlowTrainingPlan, OptimConfig
+from exprflow.models.seeding import seeded_training
 from exprflow.models.vae_training import VAETrainingPlan
 from exprflow.representations.vae import VAEConfig
 from exprflow.sampling import integrate
@@ -171,12 +172,15 @@ class PerturbationFlow(LatentFlow):
         return RectifiedFlow(time_sampler=c.time_sampler, coupling="independent", cond_dropout=c.cond_dropout)
 
     # ---------------------------------------------------------------- training
+    @seeded_training
     def train(self, max_epochs: int | None = None, batch_size: int = 128, max_steps: int | None = None,
               flow_steps: int | None = None, flow_batch_size: int | None = None, accelerator: str = "cpu",
               devices: int | str = 1, seed: int = 0, progress_bar: bool = True, log_dir: str | None = None,
               pretrained_vae: "PerturbationFlow | None" = None) -> "PerturbationFlow":
         """Phase 1: the count VAE (``max_epochs``/``max_steps``; default :func:`default_vae_steps`), or a copy
-        of ``pretrained_vae``'s trained VAE (same genes); phase 2: the flow on OT pairs (``flow_steps``, default ``config.flow_steps``)."""
+        of ``pretrained_vae``'s trained VAE (same genes); phase 2: the flow on OT pairs (``flow_steps``, default ``config.flow_steps``).
+        ``seed`` as in :meth:`~exprflow.models.state_flow.StateFlow.train` (``pretrained_vae``'s weights are
+        copied after the networks are initialised)."""
         if self.data is None:
             raise ExprflowInputError("A loaded model cannot be trained again; build a new PerturbationFlow(adata).")
         flow_steps = int(flow_steps or self.config.flow_steps)

@@ -51,6 +51,7 @@ from exprflow.models.fit import fit_loader, fit_plan
 from exprflow.models.latent_flow import DECODE_MODES, LatentFlow, LatentFlowConfig, default_vae_steps
 from exprflow.models.output import generated_adata, resolve_conditions
 from exprflow.models.training import FlowTrainingPlan
+from exprflow.models.seeding import seeded_training
 from exprflow.models.vae_training import VAETrainingPlan
 from exprflow.sampling import integrate
 from exprflow.threads import thread_limit
@@ -102,6 +103,7 @@ class PopulationFlow(LatentFlow):
                                           replace=c.replace)
 
     # ---------------------------------------------------------------- training
+    @seeded_training
     def train(
         self,
         max_epochs: int | None = None,
@@ -117,7 +119,8 @@ class PopulationFlow(LatentFlow):
     ) -> "PopulationFlow":
         """Phase 1: the count VAE on cells (``max_epochs`` / ``max_steps``, ``batch_size`` cells; default
         :func:`default_vae_steps`, as LatentFlow). Phase 2: the flow on populations (``flow_steps``;
-        ``flow_batch_size`` populations of N cells per step; defaults from the config)."""
+        ``flow_batch_size`` populations of N cells per step; defaults from the config). ``seed`` as in
+        :meth:`~exprflow.models.state_flow.StateFlow.train`."""
         if self.data is None:
             raise ExprflowInputError("A loaded model cannot be trained again; build a new PopulationFlow(adata).")
         self._flow_budget(flow_steps, flow_batch_size)  # checked before the VAE trains
@@ -143,11 +146,13 @@ class PopulationFlow(LatentFlow):
             )
         return steps, batch
 
+    @seeded_training(initialise=False)
     def train_flow(self, flow_steps: int | None = None, flow_batch_size: int | None = None, *,
                    accelerator: str = "cpu", devices: int | str = 1, seed: int = 0, progress_bar: bool = True,
                    log_dir: str | None = None) -> "PopulationFlow":
         """Phase 2 alone: (re)train the population flow on the current VAE's latent means (e.g. after
-        loading another model's VAE weights into ``self.vae``, to compare flows on one VAE)."""
+        loading another model's VAE weights into ``self.vae``, to compare flows on one VAE). The networks
+        are not initialised again; the caller's random generators are left as they were."""
         if self.data is None:
             raise ExprflowInputError("A loaded model cannot be trained again; build a new PopulationFlow(adata).")
         flow_steps, flow_batch_size = self._flow_budget(flow_steps, flow_batch_size)

@@ -27,6 +27,7 @@ import torch
 from exprflow.backbones.base import GeneAware, GeneContext
 from exprflow.models.base import FlowModel
 from exprflow.models.history import training_history
+from exprflow.models.seeding import seeded_training
 from exprflow.models.fit import fit_plan
 from exprflow.models.training import FlowTrainingPlan, OptimConfig
 from exprflow.representations import LogNormalLibrary, StateVector, StateVectorConfig, log1p_to_counts
@@ -73,6 +74,7 @@ class StateFlow(FlowModel):
                 sum(p.numel() for p in self.backbone.parameters()),
             )
 
+    @seeded_training
     def train(
         self,
         max_epochs: int | None = None,
@@ -94,6 +96,10 @@ class StateFlow(FlowModel):
         ``batch_size`` cells per device; ``devices``, ``num_nodes``, ``strategy="ddp"``: multi-device
         training (docs/scaling.md). ``checkpoint_dir``: write ``flow.ckpt`` there every
         ``checkpoint_every`` steps and at the end; ``resume=True`` continues from it exactly.
+        ``seed``: initialises the networks of a model not trained yet (a trained one continues from
+        its weights) and draws the batches, so it alone fixes the result on CPU, whatever the global
+        random state; the caller's torch, NumPy and Python generators are left as they were
+        (:mod:`exprflow.models.seeding`).
         """
         if max_epochs is None and max_steps is None:
             max_steps = 2000

@@ -47,6 +47,7 @@ from exprflow.models.history import history_from_json, history_to_json, training
 from exprflow.models.latent_flow import default_vae_steps
 from exprflow.models.persistence import save_model_dir
 from exprflow.models.restore import load_backbone_weights
+from exprflow.models.seeding import DEFAULT_SEED, init_networks, seeded_training
 from exprflow.models.setup import resolve_setup, write_setup
 from exprflow.models.trajectory_encoders import ENCODERS
 from exprflow.models.trajectory_output import TimeCourseSetup, locate_time, trajectory_adata
@@ -118,8 +119,7 @@ class TrajectoryFlow:
         if name == "gaussian" and c.n_latent >= min(course.data.n_cells, course.data.n_genes):
             raise ExprflowInputError(f"n_latent={c.n_latent} needs more cells and genes than "
                                      f"{course.data.n_cells} x {course.data.n_genes}; lower n_latent.")
-        self.encoder = ENCODERS.get(name)(len(self.var_names), c.n_latent, likelihood=c.likelihood)
-        self._build_backbone()
+        init_networks(self, DEFAULT_SEED)  # train(seed=...) initialises them again from its own seed
         self.plan = None
         self.history: dict = {}
         self.train_seconds: float | None = None
@@ -154,6 +154,11 @@ class TrajectoryFlow:
         self.positions = ((grid - grid[0]) / span).astype(np.float32)
         self.level_of_grid = {i: course.time_labels.index(self.time_labels[i]) for i in np.flatnonzero(self.present)}
 
+    def _init_networks(self) -> None:  # called by exprflow.models.seeding.init_networks
+        c = self.config
+        self.encoder = ENCODERS.get(self.representation)(len(self.var_names), c.n_latent, likelihood=c.likelihood)
+        self._build_backbone()
+
     def _build_backbone(self) -> None:
         kwargs = dict(self.config.backbone_kwargs or {})
         valid = sorted(set(inspect.signature(TimeSequenceBackbone).parameters) - {"dim", "backbone", "n_conditions"})
@@ -166,6 +171,7 @@ class TrajectoryFlow:
                                                self.config.time_sampler, self.config.p_uncond)
 
     # ---------------------------------------------------------------- training
+    @seeded_training
     def train(self, max_epochs: int | None = None, max_steps: int | None = None, batch_size: int = 128,
               vae_steps: int | None = None, seed: int = 0, accelerator: str = "cpu", devices: int | str = 1,
               progress_bar: bool = True, log_dir: str | None = None,
@@ -176,7 +182,8 @@ class TrajectoryFlow:
         over the ``n_sequences`` chained trajectories). ``vae_steps``: the count VAE's (default
         :func:`~exprflow.models.latent_flow.default_vae_steps`). ``representation_from``: a trained
         TrajectoryFlow on the same cells whose fitted latent space is reused (compare backbones on one
-        latent space; its VAE is not trained again).
+        latent space; its VAE is not trained again). ``seed`` as in
+        :meth:`~exprflow.models.state_flow.StateFlow.train`.
         """
         if self.course is None:
             raise ExprflowInputError("A loaded model cannot be trained again; build a new TrajectoryFlow(adata).")
@@ -362,10 +369,8 @@ class TrajectoryFlow:
         self.level_of_grid = {int(k): int(v) for k, v in saved["level_of_grid"].items()}
         self.course, self.plan, self.is_trained = None, None, True
         self.history, self.train_seconds = history_from_json(saved.get("history")), saved.get("train_seconds")
-        self.encoder = ENCODERS.get(self.representation)(len(self.var_names), self.config.n_latent,
-                                                         likelihood=self.config.likelihood)
+        self._init_networks()
         self.encoder.load(saved["encoder"], {k[8:]: v for k, v in tensors.items() if k.startswith("encoder.")})
-        self._build_backbone()
         load_backbone_weights(self.backbone, {k: v for k, v in tensors.items()
                                               if k.startswith(("backbone.", "ema."))}, "backbone")
         self.train_states = tensors["context.states"].numpy()
