@@ -11,8 +11,12 @@ Used by ``exprflow demo`` and by the benchmark grid. The run directory holds::
     metrics.png      per-condition metrics beside the floor
     loss.png         training loss curves
 
-It is assembled in a temporary sibling directory and moved into place at the end, so an
-interrupted run never leaves a half-written directory under the final name.
+    run.json         the run's options and record (status running | complete), as ``exprflow fit`` writes
+
+It is a run directory of :mod:`exprflow.models.run_dir`, written as ``exprflow fit`` writes one: owned by
+one process (``.lock``) from before the data is split, marked ``running`` before training, the model
+swapped in whole and the run marked ``complete`` only after every other file is written. An interrupted
+or concurrent run therefore never leaves a directory that readers take for a finished one.
 """
 
 from __future__ import annotations
@@ -22,9 +26,8 @@ import logging
 import os
 import platform
 import resource
-import shutil
-import tempfile
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,11 +36,15 @@ from anndata import AnnData
 
 from exprflow import __version__
 from exprflow.data import prepare_counts, split_indices
-from exprflow.errors import ExprflowInputError
 from exprflow.metrics import PROTOCOL_VERSION, evaluate
 from exprflow.models import MODELS
+from exprflow.models.run_dir import (EXPERIMENT_KEY, REPORT_FILES, check_run_dir, finish_run_dir,
+                                     start_run_dir)
+from exprflow.models.run_lock import RunLock
 
 logger = logging.getLogger(__name__)
+
+OUTPUT_FILES = ("generated.h5ad", "metrics.json", "config.json", *REPORT_FILES)
 
 
 @dataclass(frozen=True)
@@ -81,13 +88,28 @@ def run_experiment(
     plots: bool = True,
     progress_bar: bool = True,
 ) -> dict:
-    """Run ``spec`` on ``adata`` and (when ``out_dir`` is given) write the run directory; returns the summary."""
+    """Run ``spec`` on ``adata`` and (when ``out_dir`` is given) write the run directory; returns the summary.
+
+    ``out_dir`` is locked (:class:`~exprflow.models.run_lock.RunLock`) before the data is split; it must
+    hold no run unless ``overwrite``.
+    """
     out = Path(out_dir) if out_dir is not None else None
-    if out is not None and out.exists() and not overwrite:
-        raise ExprflowInputError(f"{out} already exists. Pass --overwrite or choose another --out directory.")
-    train, test = split_adata(adata, layer, condition_key, spec.split_seed)
-    model_cls = MODELS.get(spec.model)
-    model = model_cls(train, layer=layer, condition_key=condition_key, **spec.model_kwargs)
+    with RunLock(out) if out is not None else nullcontext():
+        options = {EXPERIMENT_KEY: spec.__dict__, "layer": layer, "condition_key": condition_key}
+        if out is not None:
+            check_run_dir(out, options, overwrite=overwrite, resume=False, resumable=False)
+        train, test = split_adata(adata, layer, condition_key, spec.split_seed)
+        model_cls = MODELS.get(spec.model)
+        model = model_cls(train, layer=layer, condition_key=condition_key, **spec.model_kwargs)
+        if out is not None:  # an old run is marked replaced before training starts
+            start_run_dir(out, options, resume=False, outputs=OUTPUT_FILES)
+        summary, generated = _train_generate_evaluate(model, spec, train, test, layer, condition_key, progress_bar)
+        if out is not None:
+            _write_run_dir(out, model, generated, test, train, summary, layer, condition_key, plots)
+    return summary
+
+
+def _train_generate_evaluate(model, spec, train, test, layer, condition_key, progress_bar) -> tuple[dict, AnnData]:
     cpu0, wall0 = _cpu_seconds(), time.perf_counter()
     batch = {} if spec.batch_size is None else {"batch_size": spec.batch_size}
     model.train(max_epochs=spec.max_epochs, max_steps=spec.max_steps, seed=spec.seed, progress_bar=progress_bar,
@@ -112,29 +134,21 @@ def run_experiment(
         "nfe": generated.uns["exprflow"]["nfe"], "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(), "torch": torch.__version__, "metrics": metrics,
     }
-    if out is not None:
-        _write_run_dir(out, model, generated, test, train, summary, layer, condition_key, plots, overwrite)
-    return summary
+    return summary, generated
 
 
-def _write_run_dir(out, model, generated, test, train, summary, layer, condition_key, plots, overwrite) -> None:
+def _write_run_dir(out, model, generated, test, train, summary, layer, condition_key, plots) -> None:
+    """Write the outputs into the locked, ``running`` run directory ``out``; the model last, swapped in whole."""
+    from exprflow.io import write_h5ad_atomic, write_text_atomic
     from exprflow.run_report import write_report
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        model.save(tmp / "model")
-        generated.write_h5ad(tmp / "generated.h5ad")
-        (tmp / "metrics.json").write_text(json.dumps(summary["metrics"], indent=2))
-        (tmp / "config.json").write_text(json.dumps({k: v for k, v in summary.items() if k != "metrics"}, indent=2))
-        write_report(tmp, title=f"exprflow run: model `{summary['spec']['model']}`", facts=run_facts(summary),
-                     result=summary["metrics"], model=model, real=test, generated=generated, reference=train,
-                     layer=layer, condition_key=condition_key, plots=plots, seed=summary["spec"]["seed"])
-        if out.exists() and overwrite:
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    write_h5ad_atomic(generated, out / "generated.h5ad")
+    write_text_atomic(json.dumps(summary["metrics"], indent=2), out / "metrics.json")
+    write_text_atomic(json.dumps({k: v for k, v in summary.items() if k != "metrics"}, indent=2), out / "config.json")
+    write_report(out, title=f"exprflow run: model `{summary['spec']['model']}`", facts=run_facts(summary),
+                 result=summary["metrics"], model=model, real=test, generated=generated, reference=train,
+                 layer=layer, condition_key=condition_key, plots=plots, seed=summary["spec"]["seed"])
+    finish_run_dir(out, model)  # marks the run complete
     logger.info("run directory written to %s", out)
 
 

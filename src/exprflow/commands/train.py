@@ -19,15 +19,19 @@ def demo(out, model_name, backbone, backbone_kwargs, likelihood, flow_steps, max
          overwrite, no_plots) -> None:
     """Train on the bundled PBMC3k data (cell-type conditional), generate the test split's cells, evaluate.
 
-    Writes OUT/report.md with its figures (umap.png, metrics.png, loss.png), as every run does."""
+    Writes OUT/report.md with its figures (umap.png, metrics.png, loss.png), as every run does. OUT belongs
+    to one command at a time (OUT/.lock) and its model is swapped in whole, as with fit (docs/runs.md)."""
     from exprflow.datasets import pbmc3k
     from exprflow.experiment import ExperimentSpec, run_experiment
+    from exprflow.models.run_lock import stop_on_signals
 
     train = build_train_kwargs(model_name, max_epochs, max_steps, batch_size, flow_steps, seed)
     spec = ExperimentSpec(model=model_name, model_kwargs=build_model_kwargs(model_name, backbone, likelihood, backbone_kwargs),
                           max_epochs=max_epochs, max_steps=max_steps, batch_size=batch_size, seed=seed,
                           train_kwargs={k: v for k, v in train.items() if k == "flow_steps"})
-    summary = run_experiment(pbmc3k(), spec, out, condition_key="cell_type", overwrite=overwrite, plots=not no_plots)
+    with stop_on_signals():  # SIGTERM / Ctrl-C release OUT/.lock
+        summary = run_experiment(pbmc3k(), spec, out, condition_key="cell_type", overwrite=overwrite,
+                                 plots=not no_plots)
     _echo_summary(summary, out)
 
 
@@ -71,9 +75,10 @@ def fit(**params) -> None:
     from contextlib import nullcontext
 
     from exprflow.models.run_dir import is_launch_rank_zero
-    from exprflow.models.run_lock import RunLock
+    from exprflow.models.run_lock import RunLock, stop_on_signals
 
-    with RunLock(params["out"]) if is_launch_rank_zero() else nullcontext():  # before any data is read
+    # SIGTERM / Ctrl-C release the lock and leave the run resumable; the lock is taken before any data is read
+    with stop_on_signals(), RunLock(params["out"]) if is_launch_rank_zero() else nullcontext():
         _fit(**params)
 
 

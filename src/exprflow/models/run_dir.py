@@ -38,6 +38,7 @@ CHECKPOINT_DIR = "checkpoints"
 MODEL_DIR = "model"
 REPORT_FILES = ("report.md", "loss.png", "umap.png", "metrics.png")  # written by exprflow.run_report
 RUNNING, COMPLETE = "running", "complete"
+EXPERIMENT_KEY = "experiment"  # the option holding the ExperimentSpec of a run written by exprflow.experiment
 
 
 def is_launch_rank_zero() -> bool:
@@ -60,12 +61,15 @@ def _holds_a_run(out: Path) -> bool:
         not p.name.startswith(LOCK_FILE) for p in out.iterdir())
 
 
-def check_run_dir(out: str | os.PathLike, options: dict[str, Any], *, overwrite: bool, resume: bool) -> Path:
+def check_run_dir(out: str | os.PathLike, options: dict[str, Any], *, overwrite: bool, resume: bool,
+                  resumable: bool = True) -> Path:
     """Check (on rank 0, holding the run's lock, writing nothing) that ``out`` may be used; returns its
     checkpoint folder.
 
     * new run: ``out`` must hold no run unless ``overwrite``;
     * ``resume``: ``out`` must hold a ``run.json`` with the same ``options`` and an unfinished run.
+
+    ``resumable=False`` (``exprflow demo``, which has no ``--resume``) leaves ``--resume`` out of the message.
     """
     out = Path(out)
     if resume and overwrite:
@@ -77,10 +81,8 @@ def check_run_dir(out: str | os.PathLike, options: dict[str, Any], *, overwrite:
     if resume:
         _check_resumable(out, options)
     elif _holds_a_run(out) and not overwrite:
-        raise ExprflowInputError(
-            f"{out} already exists. Pass --resume to continue that run, --overwrite to replace it, or choose "
-            "another --out directory."
-        )
+        resume_hint = "Pass --resume to continue that run, --overwrite to replace it," if resumable else "Pass --overwrite,"
+        raise ExprflowInputError(f"{out} already exists. {resume_hint} or choose another --out directory.")
     return out / CHECKPOINT_DIR
 
 
@@ -101,13 +103,14 @@ def _write_run(out: Path, options: dict[str, Any], record: dict) -> None:
     write_text_atomic(json.dumps({**options, RECORD_KEY: record}, indent=2, sort_keys=True), out / RUN_FILE)
 
 
-def start_run_dir(out: str | os.PathLike, options: dict[str, Any], *, resume: bool) -> str | None:
+def start_run_dir(out: str | os.PathLike, options: dict[str, Any], *, resume: bool,
+                  outputs: tuple[str, ...] = REPORT_FILES) -> str | None:
     """Mark the run ``running`` (rank 0) and return its id.
 
     A new run first writes ``run.json`` with a new id (so an old model left in ``model/`` no longer
-    counts as this directory's run), then removes the old run's checkpoints and loss curve, so that
-    they can never be resumed into the new run. A resumed run keeps its id. Leftovers of an
-    interrupted model swap are removed in both cases.
+    counts as this directory's run), then removes the old run's checkpoints and its ``outputs`` (the
+    report and its figures), so that they can never be resumed into, or read as, the new run. A resumed
+    run keeps its id. Leftovers of an interrupted model swap are removed in both cases.
     """
     out = Path(out)
     if not is_launch_rank_zero():
@@ -122,7 +125,7 @@ def start_run_dir(out: str | os.PathLike, options: dict[str, Any], *, resume: bo
         record = {"id": uuid.uuid4().hex[:12], "status": RUNNING, "phases": [], "started": time.time()}
         _write_run(out, options, record)
         shutil.rmtree(out / CHECKPOINT_DIR, ignore_errors=True)
-        for name in REPORT_FILES:  # the old run's report must not describe the new one
+        for name in outputs:  # the old run's report must not describe the new one
             (out / name).unlink(missing_ok=True)
     for leftover in out.glob(f"{MODEL_DIR}.*-*"):  # model.tmp-<id>, model.trash-<id>
         shutil.rmtree(leftover, ignore_errors=True)
@@ -175,7 +178,9 @@ def config_digest(model_dir: str | os.PathLike) -> str:
     return hashlib.sha256((Path(model_dir) / "config.json").read_bytes()).hexdigest()
 
 
-def _resume_hint(out: Path) -> str:
+def _resume_hint(out: Path, options: dict) -> str:
+    if EXPERIMENT_KEY in options:  # exprflow demo (exprflow.experiment) has no --resume
+        return f"Run it again with --overwrite (exprflow demo ... --out {out} --overwrite)."
     return (f"Resume it with the command that started it plus --resume (exprflow fit ... --out {out} --resume), "
             f"or start it again with --overwrite.")
 
@@ -188,7 +193,7 @@ def check_run_readable(out: str | os.PathLike) -> None:
     out = Path(out)
     if not (out / RUN_FILE).is_file():
         return
-    _, record = read_run(out)
+    options, record = read_run(out)
     if record is None:
         return
     owner = read_lock(out)
@@ -198,7 +203,7 @@ def check_run_readable(out: str | os.PathLike) -> None:
             raise ExprflowInputError(f"The run in {out} is still being trained by {describe_owner(owner)} (phases "
                                      f"finished: {phases}). Wait for it to finish, then try again.")
         raise ExprflowInputError(f"The run in {out} did not finish (it was interrupted; training phases finished: "
-                                 f"{phases}), so it has no model to use. {_resume_hint(out)}")
+                                 f"{phases}), so it has no model to use. {_resume_hint(out, options)}")
     model_dir = out / MODEL_DIR
     if not (model_dir / "config.json").is_file():
         raise ExprflowInputError(f"The run in {out} is marked complete but its model directory {model_dir} is missing "

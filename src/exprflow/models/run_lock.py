@@ -8,6 +8,10 @@ The lock file is created complete (written under a temporary name, then hard-lin
 which fails when the name exists) and holds the owner's process id, host name and start time. A lock
 left by a process that no longer runs on this host (a run killed with ``kill -9``) is stale: it is
 taken over with a warning. A lock written on another host cannot be checked from here and is refused.
+
+The command line runs a locked command inside :func:`stop_on_signals`, so that ``SIGTERM`` (a scheduler
+ending a job) and ``SIGINT`` (Ctrl-C) unwind the command like an error: the lock is released and the
+run is left as it was at that moment (unfinished, resumable), instead of leaving a stale lock.
 """
 
 from __future__ import annotations
@@ -16,8 +20,11 @@ import fcntl
 import json
 import logging
 import os
+import signal
 import socket
+import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from exprflow.errors import ExprflowInputError
@@ -150,3 +157,40 @@ class RunLock:
                 self.out.rmdir()  # only succeeds when nothing was written
             except OSError:
                 pass
+
+
+class RunInterrupted(SystemExit):
+    """Raised in the main thread by :func:`stop_on_signals` when the process receives ``SIGTERM`` or ``SIGINT``.
+
+    A ``SystemExit`` with the shell's exit status for a signal (128 + its number), so that code catching
+    ``Exception`` does not swallow it, every ``with`` block (the run's lock) is left, and the process ends.
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(128 + signum)
+        self.signum = signum
+
+
+@contextmanager
+def stop_on_signals(signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGINT)):
+    """While the block runs, turn ``signals`` into :class:`RunInterrupted`; restore the previous handlers after.
+
+    Signal handlers can only be set in the main thread: elsewhere the block runs unchanged.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _stop(signum, frame):
+        logger.warning("received %s: stopping; the run directory's lock is released and the run can be resumed.",
+                       signal.Signals(signum).name)
+        raise RunInterrupted(signum)
+
+    previous = {}
+    try:
+        for signum in signals:
+            previous[signum] = signal.signal(signum, _stop)
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)  # None: set outside Python
