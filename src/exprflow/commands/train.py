@@ -23,7 +23,7 @@ def demo(out, model_name, backbone, backbone_kwargs, likelihood, flow_steps, max
     to one command at a time (OUT/.lock) and its model is swapped in whole, as with fit (docs/runs.md)."""
     from exprflow.datasets import pbmc3k
     from exprflow.experiment import ExperimentSpec, run_experiment
-    from exprflow.models.run_lock import stop_on_signals
+    from exprflow.runs.run_lock import stop_on_signals
 
     train = build_train_kwargs(model_name, max_epochs, max_steps, batch_size, flow_steps, seed)
     spec = ExperimentSpec(model=model_name, model_kwargs=build_model_kwargs(model_name, backbone, likelihood, backbone_kwargs),
@@ -74,8 +74,8 @@ def fit(**params) -> None:
     """
     from contextlib import nullcontext
 
-    from exprflow.models.run_dir import is_launch_rank_zero
-    from exprflow.models.run_lock import RunLock, stop_on_signals
+    from exprflow.runs.run_dir import is_launch_rank_zero
+    from exprflow.runs.run_lock import RunLock, stop_on_signals
 
     # SIGTERM / Ctrl-C release the lock and leave the run resumable; the lock is taken before any data is read
     with stop_on_signals(), RunLock(params["out"]) if is_launch_rank_zero() else nullcontext():
@@ -89,7 +89,7 @@ def _fit(data_path, layer, condition_key, time_key, control_group, model_kwargs,
 
     from exprflow.data import read_adata
     from exprflow.models import MODELS
-    from exprflow.models.run_dir import check_run_dir, finish_run_dir, is_launch_rank_zero, start_run_dir
+    from exprflow.runs.run_dir import check_run_dir, finish_run_dir, is_launch_rank_zero, start_run_dir
     from exprflow.run_report import write_report
 
     condition_key = parse_condition_keys(condition_key)

@@ -79,7 +79,7 @@ def generate(run, out, n_trajectories, plot, data_path, context, n_steps, solver
     """Whole trajectories (obs: trajectory, time, observed) from a trained RUN into --out."""
     from exprflow.data import read_adata
     from exprflow.io import write_h5ad_atomic
-    from exprflow.models.restore import check_genes
+    from exprflow.persistence.restore import check_genes
     from exprflow.plotting import trajectories
 
     _check_out(out, overwrite)

@@ -22,9 +22,9 @@ import scipy.sparse as sp
 import torch
 
 from exprflow.data import iter_dense_batches
-from exprflow.models.fit import fit_plan
-from exprflow.models.training import OptimConfig
-from exprflow.models.vae_training import VAETrainingPlan
+from exprflow.training.fit import fit_plan
+from exprflow.training.plans import OptimConfig
+from exprflow.training.vae_plan import VAETrainingPlan
 from exprflow.registry import Registry
 from exprflow.representations.vae import CountVAE, VAEConfig
 

@@ -41,17 +41,17 @@ from exprflow.data.timecourse import TimeCourse, prepare_timecourse
 from exprflow.errors import ExprflowInputError
 from exprflow.flows.sequence_objective import SequenceRectifiedFlow, sample_trajectories
 from exprflow.flows.trajectories import chain_sequences
-from exprflow.models.persistence import config_from_dict
-from exprflow.models.fit import fit_loader
-from exprflow.models.history import history_from_json, history_to_json, training_history
+from exprflow.persistence.model_dir import config_from_dict
+from exprflow.training.fit import fit_loader
+from exprflow.training.history import history_from_json, history_to_json, training_history
 from exprflow.models.latent_flow import default_vae_steps
-from exprflow.models.persistence import save_model_dir
-from exprflow.models.restore import load_backbone_weights
-from exprflow.models.seeding import DEFAULT_SEED, init_networks, seeded_training
-from exprflow.models.setup import resolve_setup, write_setup
+from exprflow.persistence.model_dir import save_model_dir
+from exprflow.persistence.restore import load_backbone_weights
+from exprflow.training.seeding import DEFAULT_SEED, init_networks, seeded_training
+from exprflow.data.setup import resolve_setup, write_setup
 from exprflow.models.trajectory_encoders import ENCODERS
-from exprflow.models.trajectory_output import TimeCourseSetup, locate_time, trajectory_adata
-from exprflow.models.training import FlowTrainingPlan, OptimConfig
+from exprflow.output.trajectory import TimeCourseSetup, locate_time, trajectory_adata
+from exprflow.training.plans import FlowTrainingPlan, OptimConfig
 
 logger = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ class TrajectoryFlow:
         self.is_trained = False
 
     def __repr__(self) -> str:
-        from exprflow.models.output import model_repr
+        from exprflow.output.anndata import model_repr
 
         return model_repr(self) + f"\n  time grid: {len(self.time_grid)} steps"
 
@@ -135,7 +135,7 @@ class TrajectoryFlow:
     def setup_anndata(cls, adata: AnnData, time_key: str, layer: str | None = None,
                       weight_key: str | None = None) -> None:
         """Validate the time column (and layer / lineage weights) and store them in
-        ``adata.uns["_exprflow_setup"]`` (the one change made to ``adata``; see :mod:`exprflow.models.setup`)."""
+        ``adata.uns["_exprflow_setup"]`` (the one change made to ``adata``; see :mod:`exprflow.data.setup`)."""
         prepare_timecourse(adata, time_key, layer=layer, weight_key=weight_key)
         write_setup(adata, TimeCourseSetup(layer=layer, time_key=time_key, weight_key=weight_key), cls.__name__)
 
@@ -154,7 +154,7 @@ class TrajectoryFlow:
         self.positions = ((grid - grid[0]) / span).astype(np.float32)
         self.level_of_grid = {i: course.time_labels.index(self.time_labels[i]) for i in np.flatnonzero(self.present)}
 
-    def _init_networks(self) -> None:  # called by exprflow.models.seeding.init_networks
+    def _init_networks(self) -> None:  # called by exprflow.training.seeding.init_networks
         c = self.config
         self.encoder = ENCODERS.get(self.representation)(len(self.var_names), c.n_latent, likelihood=c.likelihood)
         self._build_backbone()
@@ -356,7 +356,7 @@ class TrajectoryFlow:
     @classmethod
     def load(cls, dir_path: str, adata: AnnData | None = None) -> TrajectoryFlow:
         """Load a saved model; with ``adata``, check that its genes match the model's."""
-        from exprflow.models.restore import read_saved
+        from exprflow.persistence.restore import read_saved
 
         saved, tensors = read_saved(cls, dir_path, adata)
         self = cls.__new__(cls)

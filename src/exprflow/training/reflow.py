@@ -22,8 +22,8 @@ from torch import Tensor
 
 from exprflow.errors import ExprflowInputError
 from exprflow.flows import drop_conditions
-from exprflow.models.fit import fit_plan
-from exprflow.models.training import FlowTrainingPlan
+from exprflow.training.fit import fit_plan
+from exprflow.training.plans import FlowTrainingPlan
 
 logger = logging.getLogger(__name__)
 
