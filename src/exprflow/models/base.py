@@ -28,32 +28,28 @@ import scipy.sparse as sp
 import torch
 from anndata import AnnData
 
-from exprflow import __version__
+from exprflow.backbones import BACKBONES
 from exprflow.data import prepare_counts, read_adata
 from exprflow.data.counts import warn_thin_training_data
+from exprflow.data.setup import AnnDataSetup, resolve_setup, write_setup
 from exprflow.errors import ExprflowInputError
-from exprflow.backbones import BACKBONES
 from exprflow.flows import RectifiedFlow, guided_velocity
-from exprflow.flows.conditions import ConditionSpace, compositional_velocity, install_condition_embedding
-from exprflow.models.conditions import (
-    check_guidance, combination_obs, encode_combinations, normalize_condition_key, resolve_combinations,
-)
-from exprflow.training.history import training_history
-from exprflow.output.anndata import generated_adata, model_repr, resolve_conditions
+from exprflow.flows.conditions import compositional_velocity, install_condition_embedding
+from exprflow.models.conditions import encode_combinations, normalize_condition_key
+from exprflow.output.anndata import model_repr
 from exprflow.persistence.model_dir import coerce_nested, rename_options
+from exprflow.sampling import integrate
+from exprflow.threads import thread_limit
+from exprflow.training.history import training_history
 from exprflow.training.options import PhaseBudget, TrainerOptions, resolve_budgets
 from exprflow.training.plans import FlowTrainingPlan
 from exprflow.training.seeding import DEFAULT_SEED, init_networks, seeded_training
-from exprflow.data.setup import AnnDataSetup, resolve_setup, write_setup
-from exprflow.sampling import integrate
-from exprflow.threads import thread_limit
 
 logger = logging.getLogger(__name__)
 
 #: backbone options used when a model's ``backbone_kwargs`` is None (others: the backbone's own defaults)
 DEFAULT_BACKBONE_KWARGS = {"mlp": {"hidden": 256, "depth": 3}}
 
-DEFAULT_GENERATE_BATCH = 8192
 #: cells integrated together from which sampling counts as wide work (exprflow.threads): on 2 near-idle
 #: cores, 20,000 PBMC3k cells at one Euler step went from ~15,900 to ~19,000 cells/s with 2 threads
 WIDE_SAMPLING_CELLS = 4096
@@ -62,17 +58,6 @@ WIDE_SAMPLING_CELLS = 4096
 #: Heun with 4 steps (8 evaluations) kept PBMC3k's protocol metrics at those of 16 Euler steps
 #: (BENCHMARKS.md, generation speed); fewer evaluations without reflow did not.
 DEFAULT_SAMPLER = {"solver": "heun", "n_steps": 4}
-
-
-def chunks_by_condition(order: np.ndarray, codes: np.ndarray | None, batch_size: int):
-    """Slices of ``order`` of at most ``batch_size`` cells, never mixing condition levels."""
-    bounds = [0, len(order)]
-    if codes is not None:
-        sorted_codes = codes[order]
-        bounds = [0, *np.flatnonzero(np.diff(sorted_codes)) + 1, len(order)]
-    for lo, hi in zip(bounds[:-1], bounds[1:]):
-        for start in range(lo, hi, batch_size):
-            yield order[start : min(start + batch_size, hi)]
 
 
 def _prepare_training_data(adata: AnnData, setup: AnnDataSetup):
@@ -343,18 +328,11 @@ class FlowModel:
             result = integrate(velocity, x0, solver=solver, n_steps=n_steps)
         return result.x, result.nfe
 
-    def generate(
-        self,
-        n_cells: int | None = None,
-        conditions: Mapping[str, int] | Sequence[str] | str | pd.DataFrame | None = None,
-        n_steps: int | None = None,
-        solver: str | None = None,
-        guidance: float | Mapping[str, float] = 1.0,
-        seed: int = 0,
-        batch_size: int | None = None,
-        composition: str = "joint",
-        name_prefix: str = "gen",
-    ) -> AnnData:
+    def generate(self, n_cells: int | None = None,
+                 conditions: Mapping[str, int] | Sequence[str] | str | pd.DataFrame | None = None,
+                 n_steps: int | None = None, solver: str | None = None, guidance: float | Mapping[str, float] = 1.0,
+                 seed: int = 0, batch_size: int | None = None, composition: str = "joint",
+                 name_prefix: str = "gen") -> AnnData:
         """Generate cells as an AnnData (integer sparse counts, conditions in obs, provenance in uns).
 
         ``conditions``: a mapping level -> number of cells, one level per cell, or one level with
@@ -373,46 +351,10 @@ class FlowModel:
         Cells are named ``{name_prefix}_{token}_{i}`` with a token new to each call, so the outputs of
         several calls concatenate without duplicate names.
         """
-        if not self.is_trained:
-            raise ExprflowInputError("The model is not trained yet: call train() (or load a trained model) first.")
-        default = self.default_sampler
-        solver = solver or (default["solver"] if n_steps is None else "euler")
-        n_steps = n_steps or default["n_steps"]
-        rng = np.random.default_rng(seed)
-        gen = torch.Generator().manual_seed(seed)
-        guidance = check_guidance(guidance, composition, self.condition_space)
-        self._composition = composition
-        if self.condition_space is not None:
-            n, codes = resolve_combinations(n_cells, conditions, self.condition_space, self.train_codes, rng)
-        else:
-            n, codes = resolve_conditions(n_cells, conditions, self.levels, self.train_codes, rng)
-        # Cells are generated one condition level at a time (then put back in request order): every
-        # cell of a chunk shares its (t, cond) modulation, which the backbone then broadcasts.
-        order = np.arange(n) if codes is None else np.argsort(codes, kind="stable")
-        batch_size = batch_size or int(getattr(self.backbone, "generate_batch_size", DEFAULT_GENERATE_BATCH))
-        chunks, self._last_nfe, start = [], 0, time.perf_counter()
-        for idx in chunks_by_condition(order, codes, batch_size):
-            sl = None if codes is None else codes[idx]
-            chunks.append(self._generate_chunk(sl, len(idx), n_steps=n_steps, solver=solver, guidance=guidance,
-                                               generator=gen, rng=rng))
-        seconds = time.perf_counter() - start
-        counts = sp.vstack(chunks).tocsr()[np.argsort(order, kind="stable")]
-        provenance = {
-            "model": type(self).__name__, "version": __version__, "n_steps": n_steps, "solver": solver,
-            "nfe": self._last_nfe, "guidance": guidance, "seed": seed, "sampling_seconds": seconds,
-            "config": asdict(self.config),
-        }
-        if self.condition_space is not None:
-            provenance["composition"] = composition
-            out = generated_adata(counts, self.var_names, condition_key=None, levels=None, codes=None,
-                                  provenance=provenance, name_prefix=name_prefix)
-            for key, column in combination_obs(self.condition_space, codes, out.obs_names).items():
-                out.obs[key] = column
-            return out
-        return generated_adata(
-            counts, self.var_names, condition_key=self.setup.condition_key,
-            levels=self.levels, codes=codes, provenance=provenance, name_prefix=name_prefix,
-        )
+        from exprflow.output.generation import generate_cells
+
+        return generate_cells(self, n_cells, conditions, n_steps=n_steps, solver=solver, guidance=guidance, seed=seed,
+                              batch_size=batch_size, composition=composition, name_prefix=name_prefix)
 
     @property
     def default_sampler(self) -> dict:

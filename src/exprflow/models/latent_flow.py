@@ -36,7 +36,7 @@ import scipy.sparse as sp
 import torch
 from anndata import AnnData
 
-from exprflow.data import iter_dense_batches, prepare_counts
+from exprflow.data import prepare_counts
 from exprflow.errors import ExprflowInputError
 from exprflow.models.base import FlowModel
 from exprflow.models.conditions import batch_codes

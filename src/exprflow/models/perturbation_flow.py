@@ -36,7 +36,6 @@ import torch
 from anndata import AnnData
 from torch.utils.data import DataLoader, Dataset
 
-from exprflow.data import prepare_counts
 from exprflow.data.perturbation import PairGroups, pair_groups, perturbation_from_counts
 from exprflow.errors import ExprflowInputError
 from exprflow.flows import drop_conditions, guided_velocity

@@ -44,7 +44,7 @@ from exprflow.data import read_adata
 from exprflow.data.populations import PopulationDataset, population_sampler
 from exprflow.errors import ExprflowInputError
 from exprflow.flows import guided_velocity
-from exprflow.models.base import chunks_by_condition
+from exprflow.output.generation import chunks_by_condition
 from exprflow.models.conditions import require_single_key
 from exprflow.training.history import training_history
 from exprflow.training.options import TrainerOptions, resolve_budgets

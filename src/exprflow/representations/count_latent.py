@@ -146,8 +146,9 @@ class CountLatent(Standardiser):
     def load_state_dict(self, fields: dict, tensors: dict[str, torch.Tensor]) -> CountLatent:
         from exprflow.persistence.restore import load_backbone_weights
 
-        self.state_mean = np.asarray(fields["state_mean"], dtype=np.float32)
-        self.state_std = np.asarray(fields["state_std"], dtype=np.float32)
+        # (models saved by exprflow 0.1's TrajectoryFlow hold the standardisation as tensors)
+        self.state_mean = np.asarray(fields.get("state_mean", tensors.get("state_mean")), dtype=np.float32)
+        self.state_std = np.asarray(fields.get("state_std", tensors.get("state_std")), dtype=np.float32)
         self.log_library_range = tuple(fields["log_library_range"])
         load_backbone_weights(self.vae, {k: v for k, v in tensors.items() if k.startswith("vae.")}, "vae")
         return self
