@@ -3,7 +3,7 @@
 Training goes through the shared ``exprflow fit``::
 
     exprflow fit --data train.h5ad --model perturbation --condition-key condition --control-group ctrl \\
-        [--model-kwargs '{"cell_type_key": "cell_type", "flow_steps": 2000}'] --out runs/ifnb
+        [--model-kwargs '{"cell_type_key": "cell_type"}'] [--flow-steps 2000] --out runs/ifnb
     exprflow predict runs/ifnb --data ctrl.h5ad --condition stim --out pred.h5ad [--decode residual]
 
 Baselines (``exprflow.models.perturbation_baselines.BASELINES``) are fitted on ``--train`` on the fly::
