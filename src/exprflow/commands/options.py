@@ -7,6 +7,8 @@ import json
 import click
 
 from exprflow.errors import ExprflowInputError
+from exprflow.registry import accepted_train_options
+
 
 def no_plots_option(f):
     """``--no-plots``: the run's report.md without figures (exprflow.run_report)."""
@@ -72,19 +74,16 @@ def parse_json_object(option: str, text: str | None) -> dict:
 
 
 def parse_backbone_kwargs(backbone: str, text: str | None) -> dict | None:
-    """Parse and check ``--backbone-kwargs`` against the backbone's signature (clear errors, exit 2)."""
-    import inspect
-
+    """Parse ``--backbone-kwargs`` and check it against the backbone's options (clear errors, exit 2)."""
     from exprflow.backbones import BACKBONES
 
     if text is None:
         return None
     kwargs = parse_json_object("--backbone-kwargs", text)
-    params = inspect.signature(BACKBONES.get(backbone)).parameters
-    valid = sorted(set(params) - {"dim", "n_conditions", "self"})
-    unknown = sorted(set(kwargs) - set(valid))
-    if unknown:
-        raise ExprflowInputError(f"--backbone-kwargs: backbone {backbone!r} has no option(s) {unknown}; valid: {valid}.")
+    try:
+        BACKBONES.check_options(backbone, kwargs, reserved=("dim", "n_conditions"))
+    except ExprflowInputError as exc:
+        raise ExprflowInputError(f"--backbone-kwargs: {exc}") from None
     return kwargs
 
 
@@ -114,11 +113,9 @@ def build_train_kwargs(model_name, max_epochs, max_steps, batch_size, flow_steps
     if batch_size is not None:
         kwargs["batch_size"] = batch_size
     if flow_steps is not None:
-        import inspect
-
         from exprflow.models import MODELS
 
-        if "flow_steps" not in inspect.signature(MODELS.get(model_name).train).parameters:
+        if "flow_steps" not in accepted_train_options(MODELS.get(model_name)):
             raise ExprflowInputError(f"--flow-steps applies to models trained in two phases (VAE, then flow: "
                                      f"latent, perturbation, population), not --model {model_name}.")
         kwargs["flow_steps"] = flow_steps
@@ -133,9 +130,7 @@ def build_run_kwargs(model_cls, model_name: str, **options) -> dict:
 
     Options left at their defaults are passed only to models whose ``train`` accepts them, so models
     without multi-device or checkpoint support keep working with plain ``exprflow fit``."""
-    import inspect
-
-    accepted = inspect.signature(model_cls.train).parameters
+    accepted = accepted_train_options(model_cls)
     defaults = {"accelerator": "cpu", "devices": 1, "num_nodes": 1, "strategy": "auto", "checkpoint_every": None,
                 "resume": False, "checkpoint_dir": None}
     if options["checkpoint_every"] is None and "checkpoint_every" in accepted:

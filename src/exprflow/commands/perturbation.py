@@ -99,7 +99,7 @@ def _predict_baseline(name, model, adata, train_path, condition, seed, decode, k
                 "cell_type_key": keys["cell_type_key"] or model.config.cell_type_key}
     if keys["condition_key"] is None or keys["control_group"] is None:
         raise ExprflowInputError(f"--baseline {name} needs --condition-key and --control-group (or a RUN to take them from).")
-    method = BASELINES.get(name)().fit(train, **keys)
+    method = BASELINES.build(name).fit(train, **keys)
     check_genes(method.var_names, adata)
     return method.predict_adata(adata, condition if condition is not None else _only(method.perturbations), seed=seed)
 

@@ -54,7 +54,7 @@ class SequenceRectifiedFlow:
                  p_uncond: float = 0.2) -> None:
         self.positions = torch.as_tensor(positions, dtype=torch.float32)
         self.present = torch.as_tensor(present, dtype=torch.bool)
-        self.time_sampler = TIME_SAMPLERS.get(time_sampler)()
+        self.time_sampler = TIME_SAMPLERS.build(time_sampler)
         self.p_uncond = float(p_uncond)
         self.path = RectifiedPath()
 

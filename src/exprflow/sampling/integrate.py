@@ -40,7 +40,7 @@ def integrate(
     """
     if int(n_steps) < 1:
         raise ExprflowInputError(f"n_steps must be a positive integer, got {n_steps}.")
-    method = SOLVERS.get(solver)()
+    method = SOLVERS.build(solver)
     with torch.no_grad():
         result = method.solve(
             velocity, x0, t0=float(t0), t1=float(t1), n_steps=int(n_steps), atol=atol, rtol=rtol,
