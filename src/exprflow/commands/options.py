@@ -8,6 +8,7 @@ import click
 
 from exprflow.errors import ExprflowInputError
 from exprflow.registry import accepted_train_options
+from exprflow.sampling.options import SamplingOptions
 
 
 def no_plots_option(f):
@@ -58,6 +59,32 @@ def model_options(f):
     f = click.option("--seed", type=int, default=0, show_default=True)(f)
     f = click.option("--overwrite", is_flag=True, help="Replace an existing output directory.")(f)
     return f
+
+
+def sampling_options(defaults: SamplingOptions | None = None):
+    """``--solver`` (a choice of the solver registry), ``--n-steps`` and ``--seed`` of a sampling command.
+
+    Parameters
+    ----------
+    defaults
+        The flags' defaults (e.g. :data:`exprflow.sampling.options.EULER_REFERENCE`); ``None`` leaves
+        ``--solver`` and ``--n-steps`` unset, so that the model's own sampler is used
+        (:class:`~exprflow.sampling.options.SamplingOptions`, or one Euler step after reflow).
+    """
+    model_default = SamplingOptions()
+    unset = (f"default: the model's sampler, {model_default.solver} with {model_default.n_steps} steps; "
+             "one Euler step after reflow")
+
+    def decorate(f):
+        given = defaults is not None
+        tail = "." if given else f" ({unset})."
+        f = click.option("--seed", type=int, default=(defaults or model_default).seed, show_default=True)(f)
+        f = click.option("--solver", type=RegistryChoice("exprflow.sampling", "SOLVERS"), show_default=given,
+                         default=getattr(defaults, "solver", None), help="ODE solver" + tail)(f)
+        return click.option("--n-steps", type=int, default=getattr(defaults, "n_steps", None),
+                            show_default=given, help="Solver steps" + tail)(f)
+
+    return decorate
 
 
 def parse_json_object(option: str, text: str | None) -> dict:

@@ -19,7 +19,9 @@ from pathlib import Path
 
 import click
 
+from exprflow.commands.options import sampling_options
 from exprflow.errors import ExprflowInputError
+from exprflow.sampling.options import EULER_REFERENCE
 
 BASELINE_NAMES = ("no_change", "train_mean", "mean_shift", "ridge", "latent_arithmetic")
 
@@ -30,8 +32,7 @@ BASELINE_NAMES = ("no_change", "train_mean", "mean_shift", "ridge", "latent_arit
               help="Control cells (.h5ad, the model's genes in its order).")
 @click.option("--condition", default=None, help="Perturbation to predict (default: the only one).")
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Output .h5ad.")
-@click.option("--n-steps", type=int, default=16, show_default=True, help="ODE steps of the flow.")
-@click.option("--solver", default="euler", show_default=True, help="euler | heun | rk4 | dopri5")
+@sampling_options(EULER_REFERENCE)
 @click.option("--guidance", type=float, default=1.0, show_default=True, help="Classifier-free guidance scale.")
 @click.option("--decode", type=click.Choice(["sample", "mean", "residual"]), default="sample", show_default=True,
               help="Sampled integer counts, decoder means, or the control cell plus the predicted shift (residual).")
@@ -42,7 +43,6 @@ BASELINE_NAMES = ("no_change", "train_mean", "mean_shift", "ridge", "latent_arit
 @click.option("--condition-key", default=None, help="--baseline: obs column of the perturbation (default: RUN's).")
 @click.option("--control-group", default=None, help="--baseline: its control level (default: RUN's).")
 @click.option("--cell-type-key", default=None, help="--baseline: obs column of cell types (default: RUN's).")
-@click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
 def predict(run, data_path, condition, out, n_steps, solver, guidance, decode, baseline, train_path, condition_key,
             control_group, cell_type_key, seed, overwrite) -> None:

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from exprflow.flows.paths import RectifiedPath
 from exprflow.flows.time_sampling import TIME_SAMPLERS
 from exprflow.sampling import integrate
+from exprflow.sampling.options import EULER_REFERENCE
 
 
 def sample_observed(present: Tensor, batch: int, p_uncond: float = 0.2,
@@ -75,7 +76,8 @@ class SequenceRectifiedFlow:
 
 @torch.no_grad()
 def sample_trajectories(model: nn.Module, x0: Tensor, positions: Tensor, context: Tensor | None = None,
-                        observed: Tensor | None = None, *, n_steps: int = 16, solver: str = "euler",
+                        observed: Tensor | None = None, *, n_steps: int = EULER_REFERENCE.n_steps,
+                        solver: str = EULER_REFERENCE.solver,
                         cond: Tensor | None = None) -> tuple[Tensor, int]:
     """Integrate the sequence flow from noise ``x0 (B, T, d)``; observed steps stay at ``context``.
 

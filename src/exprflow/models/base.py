@@ -44,6 +44,7 @@ from exprflow.models.persistence import coerce_nested, config_from_dict, save_mo
 from exprflow.models.seeding import DEFAULT_SEED, init_networks
 from exprflow.models.setup import AnnDataSetup, check_same_setup, resolve_setup, write_setup
 from exprflow.sampling import integrate
+from exprflow.sampling.options import SamplingOptions
 from exprflow.threads import thread_limit
 
 logger = logging.getLogger(__name__)
@@ -56,10 +57,9 @@ DEFAULT_GENERATE_BATCH = 8192
 #: cores, 20,000 PBMC3k cells at one Euler step went from ~15,900 to ~19,000 cells/s with 2 threads
 WIDE_SAMPLING_CELLS = 4096
 
-#: the sampler ``generate`` uses unless told otherwise (a reflowed model: one Euler step, models/reflow.py).
-#: Heun with 4 steps (8 evaluations) kept PBMC3k's protocol metrics at those of 16 Euler steps
-#: (BENCHMARKS.md, generation speed); fewer evaluations without reflow did not.
-DEFAULT_SAMPLER = {"solver": "heun", "n_steps": 4}
+#: the sampler ``generate`` uses unless told otherwise (a reflowed model: one Euler step, models/reflow.py):
+#: the defaults of :class:`exprflow.sampling.options.SamplingOptions`, where the choice is explained
+DEFAULT_SAMPLER = {"solver": SamplingOptions.solver, "n_steps": SamplingOptions.n_steps}
 
 
 def chunks_by_condition(order: np.ndarray, codes: np.ndarray | None, batch_size: int):
