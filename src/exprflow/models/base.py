@@ -93,7 +93,6 @@ class FlowModel:
         adata = read_adata(adata)
         condition_key = normalize_condition_key(condition_key)
         setup = resolve_setup(adata, AnnDataSetup, type(self).__name__, layer=layer, condition_key=condition_key)
-        setup = replace(setup, condition_key=normalize_condition_key(setup.condition_key))  # a list read from uns
         self.setup = setup
         self.config = self._make_config(config)
         self.data = _prepare_training_data(adata, setup)
