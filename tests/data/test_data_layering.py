@@ -11,8 +11,10 @@ def _imports(name: str) -> tuple[set[str], set[str]]:
     tree = ast.parse((DATA / f"{name}.py").read_text())
     top, nested = set(), set()
     for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("exprflow.data."):
-            (top if node in tree.body else nested).add(node.module.rsplit(".", 1)[1])
+        names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+            [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+        for module in (n for n in names if n.startswith("exprflow.data.")):
+            (top if node in tree.body else nested).add(module.rsplit(".", 1)[1])
     return top, nested
 
 
