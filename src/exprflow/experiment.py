@@ -60,7 +60,7 @@ class ExperimentSpec:
     train_kwargs: dict = field(default_factory=dict)  # model-specific, e.g. {"flow_steps": 4000}
     n_steps: int = EULER_REFERENCE.n_steps  # every model on the same fine grid: equal network evaluations
     solver: str = EULER_REFERENCE.solver
-    guidance: float = 1.0
+    guidance: float = EULER_REFERENCE.guidance
     seed: int = 0
     split_seed: int = 0
 

@@ -33,7 +33,8 @@ BASELINE_NAMES = ("no_change", "train_mean", "mean_shift", "ridge", "latent_arit
 @click.option("--condition", default=None, help="Perturbation to predict (default: the only one).")
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Output .h5ad.")
 @sampling_options(EULER_REFERENCE)
-@click.option("--guidance", type=float, default=1.0, show_default=True, help="Classifier-free guidance scale.")
+@click.option("--guidance", type=float, default=EULER_REFERENCE.guidance, show_default=True,
+              help="Classifier-free guidance scale.")
 @click.option("--decode", type=click.Choice(["sample", "mean", "residual"]), default="sample", show_default=True,
               help="Sampled integer counts, decoder means, or the control cell plus the predicted shift (residual).")
 @click.option("--baseline", type=click.Choice(BASELINE_NAMES), default=None,
