@@ -49,8 +49,8 @@ def worker(row: str, seed: int, log_dir: Path) -> None:
 
     from exprflow.data import read_adata
     from exprflow.models import StateFlow
-    from exprflow.models.fit import fit_plan
-    from exprflow.models.training import FlowTrainingPlan
+    from exprflow.training.fit import fit_plan
+    from exprflow.training.plans import FlowTrainingPlan
 
     torch.set_num_threads(1)
     devices, batch = (int(v) for v in row.split("x"))
@@ -70,7 +70,7 @@ def worker(row: str, seed: int, log_dir: Path) -> None:
     path, key = DATASETS["pbmc3k"]
     torch.manual_seed(seed)
     model = StateFlow(read_adata(path), condition_key=key, backbone_kwargs={"hidden": 256, "depth": 3})
-    model.plan = FlowTrainingPlan(model.backbone, model.objective, model.representation.encode, model.config.optim, 0)
+    model.plan = FlowTrainingPlan(model.backbone, model.objective, model.representation.encode, model.config.flow_optim, 0)
     fit_plan(model.plan, model.data.X, model.data.conditions, batch_size=batch, max_epochs=None, max_steps=STEPS,
              devices=devices, strategy="ddp" if devices > 1 else "auto", seed=seed, progress_bar=False,
              callbacks=[LoopTimer()])
@@ -118,7 +118,7 @@ def checkpoint_cost(out: Path, repeats: int = 5) -> dict:
 
     from exprflow.data import read_adata
     from exprflow.models import StateFlow
-    from exprflow.models.checkpoint import read_checkpoint, write_checkpoint
+    from exprflow.training.checkpoint import read_checkpoint, write_checkpoint
 
     torch.set_num_threads(1)
     path, key = DATASETS["pbmc3k"]

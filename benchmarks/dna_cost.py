@@ -43,7 +43,7 @@ def child(backbone: str, context: int, width: int, depth: int) -> dict:
 
     torch.set_num_threads(1)
     from exprflow.backbones.nucleotide import CausalNucleotideNet, count_parameters
-    from exprflow.models.nucleotide_training import next_token_bits
+    from exprflow.training.nucleotide import next_token_bits
 
     torch.manual_seed(0)
     net = CausalNucleotideNet(backbone, width=width, depth=depth)

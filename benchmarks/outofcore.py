@@ -56,9 +56,9 @@ def train_point(mode: str, path: str, model_name: str, steps: int, batch_size: i
     import torch
 
     from exprflow.models import LatentFlow, StateFlow
-    from exprflow.models.fit import fit_loader, fit_plan
-    from exprflow.models.training import FlowTrainingPlan
-    from exprflow.models.vae_training import VAETrainingPlan
+    from exprflow.training.fit import fit_loader, fit_plan
+    from exprflow.training.plans import FlowTrainingPlan
+    from exprflow.training.vae_plan import VAETrainingPlan
 
     torch.set_num_threads(1)
     start, cpu0 = time.perf_counter(), cpu_seconds()
@@ -69,7 +69,7 @@ def train_point(mode: str, path: str, model_name: str, steps: int, batch_size: i
     if model_name == "vae":
         plan, conditions = VAETrainingPlan(model.vae, model.config.vae_optim), None
     else:
-        plan = FlowTrainingPlan(model.backbone, model.objective, model.representation.encode, model.config.optim, 0)
+        plan = FlowTrainingPlan(model.backbone, model.objective, model.representation.encode, model.config.flow_optim, 0)
         conditions = model.data.conditions
     timer = _step_timer()
     common = dict(max_epochs=None, max_steps=steps, progress_bar=False, callbacks=[timer])

@@ -57,8 +57,8 @@ def hook(name, fn):
         return fn(*a, **k)
     return wrapped
 
-from exprflow.models.training import FlowTrainingPlan
-from exprflow.models.vae_training import VAETrainingPlan
+from exprflow.training.plans import FlowTrainingPlan
+from exprflow.training.vae_plan import VAETrainingPlan
 from exprflow.data.h5ad_parts import PartStore
 VAETrainingPlan.training_step = hook("vae_step", VAETrainingPlan.training_step)
 FlowTrainingPlan.training_step = hook("flow_step", FlowTrainingPlan.training_step)

@@ -106,8 +106,8 @@ def run_task(task: str, seed: int, rows: list[str], steps: int, vae_steps: int, 
         if row == "recon":  # the latent space's ceiling: real held-out cells (half B) encoded and decoded
             model.train(max_steps=1, vae_steps=vae_steps, seed=seed, progress_bar=False, representation_from=first,
                         batch_size=batch_size)
-            z = model.encoder.encode(floor_ref.X[:n].tocsr() if hasattr(floor_ref.X, "tocsr") else floor_ref.X)
-            X = model.encoder.decode(z, np.random.default_rng(seed))
+            z = model.representation.encode(floor_ref.X[:n].tocsr() if hasattr(floor_ref.X, "tocsr") else floor_ref.X)
+            X = model.representation.decode(z, np.random.default_rng(seed))
             params = 0
         elif row == "interp":
             model.train(max_steps=1, vae_steps=vae_steps, seed=seed, progress_bar=False, representation_from=first,
@@ -116,7 +116,7 @@ def run_task(task: str, seed: int, rows: list[str], steps: int, vae_steps: int, 
             states = [model.train_states[model.train_codes == model.level_of_grid[i]] for i in (k - 1, k + 1)]
             s = (grid[k] - grid[k - 1]) / (grid[k + 1] - grid[k - 1])
             z = displacement_interpolation(states[0], states[1], s, n, seed=seed)
-            X = model.encoder.decode(z.astype(np.float32), np.random.default_rng(seed))
+            X = model.representation.decode(z.astype(np.float32), np.random.default_rng(seed))
             params = 0
         else:
             model.train(max_steps=steps, vae_steps=vae_steps, seed=seed, progress_bar=False,

@@ -17,8 +17,8 @@ from exprflow import threads
 from exprflow.backbones import BACKBONES
 from exprflow.errors import ExprflowInputError
 from exprflow.flows import RectifiedFlow
-from exprflow.models.fit import fit_plan
-from exprflow.models.training import FlowTrainingPlan, OptimConfig
+from exprflow.training.fit import fit_plan
+from exprflow.training.plans import FlowTrainingPlan, OptimConfig
 
 
 @pytest.fixture(autouse=True)

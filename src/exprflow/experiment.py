@@ -13,7 +13,7 @@ Used by ``exprflow demo`` and by the benchmark grid. The run directory holds::
 
     run.json         the run's options and record (status running | complete), as ``exprflow fit`` writes
 
-It is a run directory of :mod:`exprflow.models.run_dir`, written as ``exprflow fit`` writes one: owned by
+It is a run directory of :mod:`exprflow.runs.run_dir`, written as ``exprflow fit`` writes one: owned by
 one process (``.lock``) from before the data is split, marked ``running`` before training, the model
 swapped in whole and the run marked ``complete`` only after every other file is written. An interrupted
 or concurrent run therefore never leaves a directory that readers take for a finished one.
@@ -38,9 +38,9 @@ from exprflow import __version__
 from exprflow.data import prepare_counts, split_indices
 from exprflow.metrics import PROTOCOL_VERSION, evaluate
 from exprflow.models import MODELS
-from exprflow.models.run_dir import (EXPERIMENT_KEY, REPORT_FILES, check_run_dir, finish_run_dir,
+from exprflow.runs.run_dir import (EXPERIMENT_KEY, REPORT_FILES, check_run_dir, finish_run_dir,
                                      start_run_dir)
-from exprflow.models.run_lock import RunLock
+from exprflow.runs.run_lock import RunLock
 from exprflow.sampling.options import EULER_REFERENCE
 
 logger = logging.getLogger(__name__)
@@ -91,7 +91,7 @@ def run_experiment(
 ) -> dict:
     """Run ``spec`` on ``adata`` and (when ``out_dir`` is given) write the run directory; returns the summary.
 
-    ``out_dir`` is locked (:class:`~exprflow.models.run_lock.RunLock`) before the data is split; it must
+    ``out_dir`` is locked (:class:`~exprflow.runs.run_lock.RunLock`) before the data is split; it must
     hold no run unless ``overwrite``.
     """
     out = Path(out_dir) if out_dir is not None else None

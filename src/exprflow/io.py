@@ -33,12 +33,12 @@ def write_text_atomic(text: str, path: str | os.PathLike) -> Path:
 def load_any_model(path: str | os.PathLike):
     """Load the model in ``path`` (a model directory, or a run directory holding ``model/``).
 
-    A run directory must hold the finished model of its own run (see :mod:`exprflow.models.run_dir`);
+    A run directory must hold the finished model of its own run (see :mod:`exprflow.runs.run_dir`);
     an interrupted, running or mixed run is refused with what to do.
     """
     from exprflow.models import MODELS
-    from exprflow.models.persistence import read_model_config
-    from exprflow.models.run_dir import MODEL_DIR, RUN_FILE, check_run_readable
+    from exprflow.persistence.model_dir import read_model_config
+    from exprflow.runs.run_dir import MODEL_DIR, RUN_FILE, check_run_readable
 
     path = Path(path)
     if (path / RUN_FILE).is_file():

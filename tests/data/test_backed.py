@@ -179,9 +179,9 @@ def test_models_train_out_of_core_from_a_real_file(model_name, tmp_path, pbmc3k)
 def test_step_indexed_block_loader_covers_each_epoch_and_trains_with_fit_loader(adata_with_empty, h5ad_path):
     """The DDP/resume-aware variant: StepBatchSampler batches over a block-shuffled order, read block-wise."""
     from exprflow.data.block_shuffle import block_shuffled_order, block_step_loader
-    from exprflow.models.fit import fit_loader
-    from exprflow.models.training import OptimConfig
-    from exprflow.models.vae_training import VAETrainingPlan
+    from exprflow.training.fit import fit_loader
+    from exprflow.training.plans import OptimConfig
+    from exprflow.training.vae_plan import VAETrainingPlan
     from exprflow.representations.vae import CountVAE, VAEConfig
 
     order = block_shuffled_order(146, [0, 0], 16, 3)
@@ -236,8 +236,8 @@ def test_block_step_loader_resumes_exactly_after_a_crash(h5ad_path, tmp_path):
     import torch
 
     from exprflow.models import StateFlow
-    from exprflow.models.fit import fit_loader
-    from exprflow.models.training import FlowTrainingPlan
+    from exprflow.training.fit import fit_loader
+    from exprflow.training.plans import FlowTrainingPlan
 
     class Crash(L.Callback):
         def on_train_batch_end(self, trainer, *args) -> None:
@@ -247,7 +247,7 @@ def test_block_step_loader_resumes_exactly_after_a_crash(h5ad_path, tmp_path):
     def run(ckpt, crash=False, resume=False):
         torch.manual_seed(0)
         model = StateFlow(ad.read_h5ad(h5ad_path, backed="r"), backbone_kwargs={"hidden": 16, "depth": 1})
-        plan = FlowTrainingPlan(model.backbone, model.objective, model.representation.encode, model.config.optim, 0)
+        plan = FlowTrainingPlan(model.backbone, model.objective, model.representation.encode, model.config.flow_optim, 0)
         loader = model.data.X.step_loader(None, 16, seed=3, block_rows=16, buffer_blocks=2)
         try:
             fit_loader(plan, loader, max_epochs=None, max_steps=20, seed=3, progress_bar=False, checkpoint_path=ckpt,

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from exprflow.errors import ExprflowInputError
-from exprflow.models.checkpoint import FORMAT_KEY, read_checkpoint, rng_state, set_rng_state, write_checkpoint
+from exprflow.training.checkpoint import FORMAT_KEY, read_checkpoint, rng_state, set_rng_state, write_checkpoint
 
 
 def _checkpoint(step: int = 3) -> dict:

@@ -57,7 +57,7 @@ import json, os, sys
 import torch
 torch.set_num_threads(1)
 import exprflow.models.base as base
-from exprflow.models.training import FlowTrainingPlan
+from exprflow.training.plans import FlowTrainingPlan
 
 log = sys.argv[1]
 step, save = FlowTrainingPlan.training_step, base.save_model_dir
@@ -148,7 +148,7 @@ SLOW_CLI = """
 import sys, time
 import torch
 torch.set_num_threads(1)
-from exprflow.models.training import FlowTrainingPlan
+from exprflow.training.plans import FlowTrainingPlan
 
 delay = float(sys.argv[1])
 step = FlowTrainingPlan.training_step

@@ -1,7 +1,8 @@
 """The contract every registered model keeps: setup_anndata / train / generate / save / load.
 
-Parametrised over ``MODELS``, so a new model is held to the same behaviour as soon as it registers
-(with a small configuration in ``SMALL`` below).
+Parametrised over ``MODELS`` with no exemption: each model has a small configuration in ``SMALL``
+and, in ``CASES``, how it is built and how it samples (``generate`` for models of labelled cells,
+``predict`` from control cells for ``PerturbationFlow``, whole trajectories for ``TrajectoryFlow``).
 """
 
 import json
@@ -20,7 +21,7 @@ SMALL = {
     "state": ({"backbone_kwargs": {"hidden": 64, "depth": 2}}, {"max_steps": 150, "batch_size": 64}),
     "latent": (
         {"backbone_kwargs": {"hidden": 64, "depth": 2}, "vae": {"n_hidden": 32, "n_latent": 4}},
-        {"max_steps": 150, "batch_size": 64, "flow_steps": 150},
+        {"vae_steps": 150, "batch_size": 64, "flow_steps": 150},
     ),
     "pathway": (
         {"backbone_kwargs": {"gene_sets": _GENE_SETS, "min_set_size": 2, "hidden": 16, "depth": 1, "heads": 2,
@@ -30,20 +31,49 @@ SMALL = {
     "population": (
         {"backbone_kwargs": {"width": 32, "depth": 1, "n_heads": 2}, "vae": {"n_hidden": 32, "n_latent": 4},
          "population_size": 8, "replace": True},
-        {"max_steps": 60, "batch_size": 64, "flow_steps": 60},
+        {"vae_steps": 60, "batch_size": 64, "flow_steps": 60},
+    ),
+    "perturbation": (
+        {"backbone_kwargs": {"hidden": 32, "depth": 1}, "vae": {"n_hidden": 32, "n_latent": 4}},
+        {"vae_steps": 60, "batch_size": 64, "flow_steps": 60, "flow_batch_size": 32},
+    ),
+    "trajectory": (
+        {"vae": {"n_hidden": 32, "n_latent": 4}, "n_sequences": 64, "backbone_kwargs": {"width": 16, "depth": 1}},
+        {"vae_steps": 60, "batch_size": 64, "flow_steps": 60, "flow_batch_size": 16},
     ),
 }
 
-#: models whose contract is not "cells conditioned on a label": they keep their own test files
-OWN_CONTRACT = {
-    "trajectory": "needs a time key; tests/models/test_trajectory_flow.py",
-    "perturbation": "maps control cells to perturbed cells; tests/models/test_perturbation_flow.py",
-}
+#: models that generate cells by a condition label (generate(conditions=...))
+LABELLED = ("state", "latent", "pathway", "population")
 
 
-def test_every_model_has_a_small_config_or_its_own_contract():
-    assert sorted([*SMALL, *OWN_CONTRACT]) == MODELS.names()
-    assert not set(SMALL) & set(OWN_CONTRACT)
+def _with_time(adata):
+    """The synthetic cell types read as three time points (TrajectoryFlow's time key)."""
+    adata = adata.copy()
+    adata.obs["day"] = adata.obs["cell_type"].cat.codes.astype(float)
+    return adata
+
+
+def build(name, adata, **config):
+    """``name``'s model on ``adata`` (cell types as its conditions, control group or time points)."""
+    cls = MODELS.get(name)
+    if name == "trajectory":
+        return cls(_with_time(adata), time_key="day", **config)
+    if name == "perturbation":
+        return cls(adata, condition_key="cell_type", control_group="type0", **config)
+    return cls(adata, condition_key="cell_type", **config)
+
+
+def sample(name, model, adata, n, seed):
+    """``n`` generated cells (the model's own way of sampling)."""
+    if name == "perturbation":
+        return model.predict(adata[adata.obs["cell_type"] == "type0"][:n].copy(), condition="type1", n_steps=4,
+                             seed=seed)
+    return model.generate(n_cells=n, n_steps=4, seed=seed)
+
+
+def test_every_registered_model_has_a_small_config():
+    assert sorted(SMALL) == MODELS.names()
 
 
 @pytest.fixture(scope="module", params=sorted(SMALL))
@@ -53,13 +83,25 @@ def trained(request):
     name = request.param
     config, train_kw = SMALL[name]
     adata = make_counts_adata(n_cells=200, n_genes=40, seed=3)
-    model = MODELS.get(name)(adata, condition_key="cell_type", **config)
+    model = build(name, adata, **config)
     model.train(progress_bar=False, **train_kw)
     return name, adata, model
 
 
-def test_generate_returns_scverse_anndata(trained):
-    _, adata, model = trained
+@pytest.fixture(scope="module", params=LABELLED)
+def labelled(request):
+    from synthetic import make_counts_adata
+
+    name = request.param
+    config, train_kw = SMALL[name]
+    adata = make_counts_adata(n_cells=200, n_genes=40, seed=3)
+    model = build(name, adata, **config)
+    model.train(progress_bar=False, **train_kw)
+    return name, adata, model
+
+
+def test_generate_returns_scverse_anndata(labelled):
+    _, adata, model = labelled
     out = model.generate(conditions={"type0": 30, "type2": 20}, n_steps=8, seed=1)
     assert out.n_obs == 50 and list(out.var_names) == list(adata.var_names)
     assert sp.issparse(out.X) and np.issubdtype(out.X.dtype, np.integer)
@@ -72,30 +114,27 @@ def test_generate_returns_scverse_anndata(trained):
 
 
 def test_generation_is_deterministic_for_a_seed(trained):
-    _, _, model = trained
-    a = model.generate(n_cells=20, n_steps=4, seed=5)
-    b = model.generate(n_cells=20, n_steps=4, seed=5)
-    c = model.generate(n_cells=20, n_steps=4, seed=6)
+    name, adata, model = trained
+    a, b, c = (sample(name, model, adata, 20, seed) for seed in (5, 5, 6))
     assert (a.X != b.X).nnz == 0
     assert (a.X != c.X).nnz > 0
 
 
-def test_unknown_condition_is_a_clear_error(trained):
-    _, _, model = trained
+def test_unknown_condition_is_a_clear_error(labelled):
+    _, _, model = labelled
     with pytest.raises(ExprflowInputError, match="type0"):
         model.generate(conditions={"no_such_type": 3})
 
 
 def test_save_load_roundtrip(trained, tmp_path):
-    _, adata, model = trained
+    name, adata, model = trained
     model.save(tmp_path / "m")
     cfg = json.loads((tmp_path / "m" / "config.json").read_text())
     assert cfg["var_names"] == list(adata.var_names) and cfg["model"] == type(model).__name__
     weights = torch.load(tmp_path / "m" / "weights.pt", weights_only=True)
     assert all(isinstance(v, torch.Tensor) for v in weights.values())
     loaded = type(model).load(tmp_path / "m", adata=adata)
-    a = model.generate(n_cells=15, n_steps=4, seed=9)
-    b = loaded.generate(n_cells=15, n_steps=4, seed=9)
+    a, b = sample(name, model, adata, 15, 9), sample(name, loaded, adata, 15, 9)
     assert (a.X != b.X).nnz == 0
     with pytest.raises(ExprflowInputError, match="exists"):
         model.save(tmp_path / "m")
@@ -142,31 +181,32 @@ def test_partial_or_corrupted_model_directory_is_a_clear_error(trained, tmp_path
 
 @pytest.mark.parametrize("name", sorted(SMALL))
 def test_user_anndata_is_not_modified(counts_adata, name):
+    adata = _with_time(counts_adata) if name == "trajectory" else counts_adata
     cls = MODELS.get(name)
-    cls.setup_anndata(counts_adata, condition_key="cell_type")  # the one writer: uns["_exprflow_setup"]
-    before = counts_adata.copy()
-    model = cls(counts_adata, **SMALL[name][0])
-    train_kw = {**SMALL[name][1], "max_steps": 3, "batch_size": 32}
-    if "flow_steps" in train_kw:
-        train_kw["flow_steps"] = 3
-    model.train(progress_bar=False, **train_kw)
-    assert (counts_adata.X != before.X).nnz == 0
-    assert counts_adata.obs.equals(before.obs) and counts_adata.uns.keys() == before.uns.keys()
-    assert counts_adata.uns["_exprflow_setup"] == before.uns["_exprflow_setup"]
-    assert model.setup.condition_key == "cell_type"  # stored by setup_anndata
+    if name == "trajectory":
+        cls.setup_anndata(adata, time_key="day")  # the one writer: uns["_exprflow_setup"]
+    else:
+        cls.setup_anndata(adata, condition_key="cell_type")
+    before = adata.copy()
+    config = {**SMALL[name][0], **({"control_group": "type0"} if name == "perturbation" else {})}
+    model = cls(adata, **config)
+    model.train(progress_bar=False, **{**SMALL[name][1], "vae_steps": 3, "flow_steps": 3, "batch_size": 32}) \
+        if "vae_steps" in SMALL[name][1] else model.train(progress_bar=False, max_steps=3, batch_size=32)
+    assert (adata.X != before.X).nnz == 0
+    assert adata.obs.equals(before.obs) and adata.uns.keys() == before.uns.keys()
+    assert adata.uns["_exprflow_setup"] == before.uns["_exprflow_setup"]
 
 
 @pytest.mark.parametrize("name", sorted(SMALL))
-def test_generate_before_train_is_an_error(counts_adata, name):
+def test_sampling_before_train_is_an_error(counts_adata, name):
     with pytest.raises(ExprflowInputError, match="not trained"):
-        MODELS.get(name)(counts_adata, **SMALL[name][0]).generate(n_cells=3)
+        sample(name, build(name, counts_adata, **SMALL[name][0]), counts_adata, 3, 0)
 
 
 @pytest.mark.parametrize("name", sorted(SMALL))
 def test_unknown_option_is_an_error(counts_adata, name):
-    cls = MODELS.get(name)
-    with pytest.raises(ExprflowInputError, match=f"Unknown {cls.__name__} option"):
-        cls(counts_adata, hidden_size=3)
+    with pytest.raises(ExprflowInputError, match=f"Unknown {MODELS.get(name).__name__} option"):
+        build(name, counts_adata, hidden_size=3)
 
 
 @pytest.mark.parametrize("name", sorted(SMALL))
@@ -174,8 +214,10 @@ def test_non_integer_counts_rejected(counts_adata, name):
     bad = counts_adata.copy()
     bad.X = bad.X.astype(np.float32)
     bad.X.data = bad.X.data * 0.5 + 0.25
+    # TrajectoryFlow also models non-count data (a Gaussian latent); its count VAE refuses them
+    config = {"representation": "count_vae"} if name == "trajectory" else {}
     with pytest.raises(ExprflowInputError, match="integer"):
-        MODELS.get(name)(bad)
+        build(name, bad, **config)
 
 
 @pytest.mark.parametrize("name", sorted(SMALL))
@@ -185,11 +227,11 @@ def test_training_is_deterministic_on_cpu_for_a_seed(name):
 
     config, train_kw = SMALL[name]
     adata = make_counts_adata(n_cells=120, n_genes=30, seed=4)
-    short = {**train_kw, **{k: 20 for k in ("max_steps", "flow_steps") if k in train_kw}}
+    short = {**train_kw, **{k: 20 for k in ("max_steps", "vae_steps", "flow_steps") if k in train_kw}}
 
     def weights(seed):
         torch.manual_seed(seed)
-        model = MODELS.get(name)(adata, condition_key="cell_type", **config)
+        model = build(name, adata, **config)
         model.train(progress_bar=False, seed=seed, **short)
         return {k: v.clone() for k, v in model._tensors().items()}
 

@@ -103,7 +103,7 @@ def test_save_load_roundtrip_same_output_for_a_seed(trained, kang, tmp_path):
     assert (a.X != c.X).nnz > 0
     with pytest.raises(ExprflowInputError, match="cannot be trained again"):
         loaded.train_flow(2)
-    with pytest.raises(ExprflowInputError, match="positive integers"):
+    with pytest.raises(ExprflowInputError, match="flow_batch_size must be a positive integer"):
         PopulationFlow(kang, condition_key="sample_id", population_size=N, **SMALL).train(flow_batch_size=0)
 
 

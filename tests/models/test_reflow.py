@@ -9,7 +9,7 @@ from synthetic import make_counts_adata
 from exprflow.errors import ExprflowInputError
 from exprflow.models import LatentFlow
 from exprflow.models.base import DEFAULT_SAMPLER
-from exprflow.models.reflow import teacher_pairs
+from exprflow.training.reflow import teacher_pairs
 
 SMALL = {"backbone_kwargs": {"hidden": 64, "depth": 2}, "vae": {"n_hidden": 64, "n_latent": 4}}
 

@@ -19,8 +19,8 @@ from exprflow.cli import cli
 from exprflow.data import make_dataloader
 from exprflow.data.samplers import StepBatchSampler
 from exprflow.models import StateFlow
-from exprflow.models.fit import fit_loader, fit_plan
-from exprflow.models.training import FlowTrainingPlan
+from exprflow.training.fit import fit_loader, fit_plan
+from exprflow.training.plans import FlowTrainingPlan
 
 TINY = {"hidden": 16, "depth": 1}
 
@@ -29,8 +29,8 @@ SLOW_CLI = """
 import sys, time
 import torch
 torch.set_num_threads(1)
-from exprflow.models.training import FlowTrainingPlan
-from exprflow.models.vae_training import VAETrainingPlan
+from exprflow.training.plans import FlowTrainingPlan
+from exprflow.training.vae_plan import VAETrainingPlan
 
 delay, phase = float(sys.argv[1]), sys.argv[2]
 plan = FlowTrainingPlan if phase == "flow" else VAETrainingPlan
@@ -89,7 +89,7 @@ class _Crash(L.Callback):
 def _fit(counts_adata, ckpt: Path, *, crash_at=None, resume=False, **budget):
     torch.manual_seed(0)
     model = StateFlow(counts_adata, backbone_kwargs=TINY)
-    plan = FlowTrainingPlan(model.backbone, model.objective, model.representation.encode, model.config.optim, 0)
+    plan = FlowTrainingPlan(model.backbone, model.objective, model.representation.encode, model.config.flow_optim, 0)
     callbacks = [] if crash_at is None else [_Crash(crash_at)]
     try:
         fit_plan(plan, model.data.X, model.data.conditions, batch_size=16, seed=3, progress_bar=False,

@@ -17,10 +17,10 @@ from exprflow.cli import cli
 from exprflow.errors import ExprflowInputError
 from exprflow.io import load_any_model
 from exprflow.models import StateFlow
-from exprflow.models.checkpoint import read_checkpoint
-from exprflow.models.run_dir import (RECORD_KEY, check_run_dir, check_run_readable, finish_run_dir, read_run,
+from exprflow.training.checkpoint import read_checkpoint
+from exprflow.runs.run_dir import (RECORD_KEY, check_run_dir, check_run_readable, finish_run_dir, read_run,
                                      record_phase, start_run_dir)
-from exprflow.models.run_lock import LOCK_FILE, RunLock, read_lock
+from exprflow.runs.run_lock import LOCK_FILE, RunLock, read_lock
 
 TINY = {"hidden": 16, "depth": 1}
 OPTIONS = {"data": "train.h5ad", "model": "state", "train": {"max_steps": 3}}

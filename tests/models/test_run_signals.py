@@ -16,8 +16,8 @@ from exprflow.cli import cli
 from exprflow.errors import ExprflowInputError
 from exprflow.experiment import ExperimentSpec, run_experiment
 from exprflow.io import load_any_model
-from exprflow.models.run_dir import read_run
-from exprflow.models.run_lock import LOCK_FILE, RunInterrupted, RunLock, read_lock, stop_on_signals
+from exprflow.runs.run_dir import read_run
+from exprflow.runs.run_lock import LOCK_FILE, RunInterrupted, RunLock, read_lock, stop_on_signals
 
 SPEC = ExperimentSpec(model="state", model_kwargs={"backbone_kwargs": {"hidden": 16, "depth": 1}}, max_steps=3,
                       batch_size=32, n_steps=2)
@@ -130,7 +130,7 @@ def test_sigterm_to_a_process_releases_its_lock(tmp_path):
     out = tmp_path / "run"
     script = textwrap.dedent(f"""
         import time
-        from exprflow.models.run_lock import RunLock, stop_on_signals
+        from exprflow.runs.run_lock import RunLock, stop_on_signals
         with stop_on_signals(), RunLock({str(out)!r}):
             open({str(out / "started")!r}, "w").close()
             time.sleep(60)

@@ -9,7 +9,7 @@ import pytest
 
 from exprflow import LatentFlow, StateFlow, TrajectoryFlow, view_anndata_setup
 from exprflow.errors import ExprflowInputError
-from exprflow.models.setup import SETUP_KEY
+from exprflow.data.setup import SETUP_KEY
 
 SMALL = {"backbone_kwargs": {"hidden": 16, "depth": 1}, "vae": {"n_hidden": 16, "n_latent": 3}}
 

@@ -1,7 +1,7 @@
 """train(seed=s) of a fresh model is a function of s alone: not of the global random state before it.
 
 Models build their networks when constructed; ``train`` builds them again from its seed
-(:mod:`exprflow.models.seeding`) and leaves the caller's torch, NumPy and Python generators as they were.
+(:mod:`exprflow.training.seeding`) and leaves the caller's torch, NumPy and Python generators as they were.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from synthetic import make_counts_adata
 from exprflow.cli import cli
 from exprflow.errors import ExprflowInputError
 from exprflow.models import StateFlow
-from exprflow.models.streaming import chunk_seed, generate_to_file, parts_folder
+from exprflow.output.streaming import chunk_seed, generate_to_file, parts_folder
 
 
 @pytest.fixture(scope="module")

@@ -35,7 +35,7 @@ def hsmm_loo(hsmm):
 
 def test_hsmm_predicts_a_held_out_time_point(hsmm_loo):
     model, train, before = hsmm_loo
-    assert model.representation == "gaussian" and model.time_labels == ["0", "24", "48", "72"]
+    assert model.representation_name == "gaussian" and model.time_labels == ["0", "24", "48", "72"]
     np.testing.assert_array_equal(model.present, [True, False, True, True])
     pred = model.predict(24, n_cells=20, n_steps=4)
     assert pred.shape == (20, 500) and (pred.obs["Hours"] == 24.0).all()
@@ -58,7 +58,7 @@ def test_numeric_times_between_grid_points(hsmm_loo):
     assert (mid.obs["Hours"] == 36.0).all() and mid.uns["exprflow"]["grid_steps"] == ["24", "48"]
     assert mid.uns["exprflow"]["weight"] == pytest.approx(0.5)
     states, _ = model.sample_states(6, context="observed", n_steps=2, seed=2)
-    expected = model.encoder.decode(0.5 * states[:, 1] + 0.5 * states[:, 2], np.random.default_rng(2), sample=False)
+    expected = model.representation.decode(0.5 * states[:, 1] + 0.5 * states[:, 2], np.random.default_rng(2), sample=False)
     np.testing.assert_allclose(mid.X.toarray(), np.asarray(expected.todense() if hasattr(expected, "todense")
                                                               else expected), rtol=1e-5)
     with pytest.raises(ExprflowInputError, match="method='nearest'"):
@@ -98,7 +98,7 @@ def test_paul15_bins_with_count_vae():
     TrajectoryFlow.setup_anndata(adata, time_key="pseudotime_lineage1", weight_key="weight_lineage1")
     model = TrajectoryFlow(adata, n_bins=4, **SMALL)
     model.train(max_steps=10, vae_steps=10, batch_size=32, progress_bar=False)
-    assert model.representation == "count_vae" and model.time_labels == ["bin0", "bin1", "bin2", "bin3"]
+    assert model.representation_name == "count_vae" and model.time_labels == ["bin0", "bin1", "bin2", "bin3"]
     assert set(model.history) == {"vae", "flow"}
     pred = model.predict("bin2", n_cells=12, n_steps=2)
     by_time = model.predict(float(model.time_grid[2]) + 1e-3, n_cells=12, n_steps=2)  # numeric: nearest bin

@@ -12,7 +12,7 @@ from synthetic import make_counts_adata
 
 import exprflow as ef
 from exprflow.errors import ExprflowInputError
-from exprflow.models.history import history_from_json, history_to_json, training_history
+from exprflow.training.history import history_from_json, history_to_json, training_history
 from exprflow.run_report import write_report
 
 matplotlib.use("Agg")

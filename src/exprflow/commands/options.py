@@ -49,11 +49,16 @@ def model_options(f):
     f = click.option("--backbone-kwargs", default=None, metavar="JSON",
                      help='Backbone options as a JSON object, e.g. \'{"width": 64, "patch_size": 32}\' '
                           '(replaces the model\'s default backbone options).')(f)
-    f = click.option("--max-epochs", type=int, default=None, help="Training epochs (default: the model's step budget).")(f)
-    f = click.option("--max-steps", type=int, default=None, help="Training steps (overrides the default budget).")(f)
-    f = click.option("--batch-size", type=int, default=None, help="Training batch size (default: the model's).")(f)
-    f = click.option("--flow-steps", type=int, default=None,
-                     help="Training steps of the flow phase of two-phase models (latent, perturbation, population).")(f)
+    f = click.option("--max-epochs", type=int, default=None,
+                     help="Training epochs of every phase not given its own budget (default: the model's budgets).")(f)
+    f = click.option("--max-steps", type=int, default=None,
+                     help="Training steps of every phase not given its own budget (default: the model's budgets).")(f)
+    f = click.option("--batch-size", type=int, default=None,
+                     help="Cells per step of the first phase: the VAE's, or the flow's (default: the model's).")(f)
+    f = click.option("--vae-steps", type=int, default=None,
+                     help="Training steps of the count VAE phase (models with one: latent, perturbation, population, "
+                          "trajectory on counts).")(f)
+    f = click.option("--flow-steps", type=int, default=None, help="Training steps of the flow phase.")(f)
     f = click.option("--likelihood", default=None, type=RegistryChoice("exprflow.distributions", "LIKELIHOODS"),
                      help="Count likelihood of the VAE decoder (latent, perturbation, population; default nb).")(f)
     f = click.option("--seed", type=int, default=0, show_default=True)(f)
@@ -135,17 +140,17 @@ def build_model_kwargs(model_name: str, backbone: str | None, likelihood: str | 
     return kwargs
 
 
-def build_train_kwargs(model_name, max_epochs, max_steps, batch_size, flow_steps, seed) -> dict:
-    kwargs = {"max_epochs": max_epochs, "max_steps": max_steps, "seed": seed}
-    if batch_size is not None:
-        kwargs["batch_size"] = batch_size
-    if flow_steps is not None:
-        from exprflow.models import MODELS
+def build_train_kwargs(model_name, max_epochs, max_steps, batch_size, vae_steps, flow_steps, seed) -> dict:
+    """``train`` options from the budget flags (exprflow.training.options: one meaning in every model)."""
+    from exprflow.models import MODELS
 
-        if "flow_steps" not in accepted_train_options(MODELS.get(model_name)):
-            raise ExprflowInputError(f"--flow-steps applies to models trained in two phases (VAE, then flow: "
-                                     f"latent, perturbation, population), not --model {model_name}.")
-        kwargs["flow_steps"] = flow_steps
+    phases = getattr(MODELS.get(model_name), "phases", None)
+    if vae_steps is not None and isinstance(phases, tuple) and "vae" not in phases:
+        raise ExprflowInputError(f"--vae-steps applies to models with a count VAE phase (latent, perturbation, "
+                                 f"population, trajectory), not --model {model_name}; use --flow-steps or --max-steps.")
+    kwargs = {"max_epochs": max_epochs, "max_steps": max_steps, "seed": seed}
+    kwargs.update({k: v for k, v in (("batch_size", batch_size), ("vae_steps", vae_steps), ("flow_steps", flow_steps))
+                   if v is not None})
     return kwargs
 
 

@@ -50,7 +50,7 @@ def predict(run, data_path, condition, out, n_steps, solver, guidance, decode, b
     """Predict the perturbed state of every control cell of --data with a trained perturbation RUN or a --baseline."""
     from exprflow.data import read_adata
     from exprflow.io import load_any_model, write_h5ad_atomic
-    from exprflow.models.restore import check_genes
+    from exprflow.persistence.restore import check_genes
 
     if out.exists() and not overwrite:
         raise ExprflowInputError(f"{out} already exists. Pass --overwrite or choose another --out file.")
@@ -83,7 +83,7 @@ def predict(run, data_path, condition, out, n_steps, solver, guidance, decode, b
 def _predict_baseline(name, model, adata, train_path, condition, seed, decode, keys):
     from exprflow.data import read_adata
     from exprflow.models.perturbation_baselines import BASELINES
-    from exprflow.models.restore import check_genes
+    from exprflow.persistence.restore import check_genes
 
     if train_path is None:
         raise ExprflowInputError(f"--baseline {name} is fitted on the training cells: give --train FILE.")

@@ -15,7 +15,7 @@ from exprflow.commands.options import (DEFAULT_CHECKPOINT_EVERY, build_model_kwa
               help="Run directory to write.")
 @model_options
 @no_plots_option
-def demo(out, model_name, backbone, backbone_kwargs, likelihood, flow_steps, max_epochs, max_steps, batch_size, seed,
+def demo(out, model_name, backbone, backbone_kwargs, likelihood, vae_steps, flow_steps, max_epochs, max_steps, batch_size, seed,
          overwrite, no_plots) -> None:
     """Train on the bundled PBMC3k data (cell-type conditional), generate the test split's cells, evaluate.
 
@@ -23,12 +23,12 @@ def demo(out, model_name, backbone, backbone_kwargs, likelihood, flow_steps, max
     to one command at a time (OUT/.lock) and its model is swapped in whole, as with fit (docs/runs.md)."""
     from exprflow.datasets import pbmc3k
     from exprflow.experiment import ExperimentSpec, run_experiment
-    from exprflow.models.run_lock import stop_on_signals
+    from exprflow.runs.run_lock import stop_on_signals
 
-    train = build_train_kwargs(model_name, max_epochs, max_steps, batch_size, flow_steps, seed)
+    train = build_train_kwargs(model_name, max_epochs, max_steps, batch_size, vae_steps, flow_steps, seed)
     spec = ExperimentSpec(model=model_name, model_kwargs=build_model_kwargs(model_name, backbone, likelihood, backbone_kwargs),
                           max_epochs=max_epochs, max_steps=max_steps, batch_size=batch_size, seed=seed,
-                          train_kwargs={k: v for k, v in train.items() if k == "flow_steps"})
+                          train_kwargs={k: v for k, v in train.items() if k in ("vae_steps", "flow_steps")})
     with stop_on_signals():  # SIGTERM / Ctrl-C release OUT/.lock
         summary = run_experiment(pbmc3k(), spec, out, condition_key="cell_type", overwrite=overwrite,
                                  plots=not no_plots)
@@ -74,8 +74,8 @@ def fit(**params) -> None:
     """
     from contextlib import nullcontext
 
-    from exprflow.models.run_dir import is_launch_rank_zero
-    from exprflow.models.run_lock import RunLock, stop_on_signals
+    from exprflow.runs.run_dir import is_launch_rank_zero
+    from exprflow.runs.run_lock import RunLock, stop_on_signals
 
     # SIGTERM / Ctrl-C release the lock and leave the run resumable; the lock is taken before any data is read
     with stop_on_signals(), RunLock(params["out"]) if is_launch_rank_zero() else nullcontext():
@@ -84,12 +84,12 @@ def fit(**params) -> None:
 
 def _fit(data_path, layer, condition_key, time_key, control_group, model_kwargs, out, accelerator, devices, num_nodes,
          strategy, checkpoint_every, resume, backed, reflow_steps, model_name, backbone, backbone_kwargs, likelihood,
-         flow_steps, max_epochs, max_steps, batch_size, seed, overwrite, no_plots) -> None:
+         vae_steps, flow_steps, max_epochs, max_steps, batch_size, seed, overwrite, no_plots) -> None:
     import torch
 
     from exprflow.data import read_adata
     from exprflow.models import MODELS
-    from exprflow.models.run_dir import check_run_dir, finish_run_dir, is_launch_rank_zero, start_run_dir
+    from exprflow.runs.run_dir import check_run_dir, finish_run_dir, is_launch_rank_zero, start_run_dir
     from exprflow.run_report import write_report
 
     condition_key = parse_condition_keys(condition_key)
@@ -99,7 +99,7 @@ def _fit(data_path, layer, condition_key, time_key, control_group, model_kwargs,
         extra["vae"] = {**kwargs["vae"], **extra["vae"]}
     kwargs.update(extra)
     kwargs.update({k: v for k, v in (("time_key", time_key), ("control_group", control_group)) if v is not None})
-    train = build_train_kwargs(model_name, max_epochs, max_steps, batch_size, flow_steps, seed)
+    train = build_train_kwargs(model_name, max_epochs, max_steps, batch_size, vae_steps, flow_steps, seed)
     devices = int(devices) if devices.lstrip("-").isdigit() else devices
     options = {"data": str(data_path.resolve()), "layer": layer, "condition_key": condition_key, "model": model_name,
                "model_kwargs": kwargs, "train": dict(train), "accelerator": accelerator, "devices": devices,

@@ -79,7 +79,7 @@ def generate(run, out, n_trajectories, plot, data_path, context, n_steps, solver
     """Whole trajectories (obs: trajectory, time, observed) from a trained RUN into --out."""
     from exprflow.data import read_adata
     from exprflow.io import write_h5ad_atomic
-    from exprflow.models.restore import check_genes
+    from exprflow.persistence.restore import check_genes
     from exprflow.plotting import trajectories
 
     _check_out(out, overwrite)
@@ -99,7 +99,7 @@ def generate(run, out, n_trajectories, plot, data_path, context, n_steps, solver
             raise ExprflowInputError(f"--data has no obs column {model.setup.time_key!r} (the model's time key).")
         weight_key = model.setup.weight_key if model.setup.weight_key in real.obs.columns else None
         trajectories(real, adata, time_key=model.setup.time_key, weight_key=weight_key, layer=model.setup.layer,
-                     counts=model.encoder.is_counts, save=plot)
+                     counts=model.representation.is_counts, save=plot)
         click.echo(f"figure written to {plot}")
 
 

@@ -228,7 +228,7 @@ class BlockStepBatchSampler(StepBatchSampler):
 def block_step_loader(rows, conditions: np.ndarray | None, batch_size: int, *, seed: int = 0, drop_last: bool = True,
                       block_rows: int = DEFAULT_BLOCK_ROWS, buffer_blocks: int = DEFAULT_BUFFER_BLOCKS,
                       num_workers: int = 0) -> DataLoader:
-    """Block-shuffled batches of on-disk rows as a step-indexed ``DataLoader`` for :func:`~exprflow.models.fit.fit_loader`.
+    """Block-shuffled batches of on-disk rows as a step-indexed ``DataLoader`` for :func:`~exprflow.training.fit.fit_loader`.
 
     The batch of global step ``k`` is a function of ``(seed, k, rank, world size)`` (exact resume,
     disjoint rows per DDP process), and rows are read a block at a time through :class:`BlockCachedRows`.

@@ -4,7 +4,7 @@ from exprflow.models.latent_flow import LatentFlow, LatentFlowConfig
 from exprflow.models.pathway_flow import PathwayFlow, PathwayFlowConfig
 from exprflow.models.perturbation_flow import PerturbationFlow, PerturbationFlowConfig
 from exprflow.models.population_flow import PopulationFlow, PopulationFlowConfig
-from exprflow.models.setup import view_anndata_setup
+from exprflow.data.setup import view_anndata_setup
 from exprflow.models.state_flow import StateFlow, StateFlowConfig
 from exprflow.models.trajectory_flow import TrajectoryFlow, TrajectoryFlowConfig
 from exprflow.registry import Registry

@@ -9,7 +9,7 @@ A concrete model (``StateFlow``, ``LatentFlow``) supplies five hooks::
     _tensors()                       the flat dict of weights to save
 
 so the scverse-style contract (``setup_anndata / train / generate / save / load``) is written once.
-A model's ``train`` is decorated with :func:`exprflow.models.seeding.seeded_training`: a model not
+A model's ``train`` is decorated with :func:`exprflow.training.seeding.seeded_training`: a model not
 trained yet has its networks built again from ``train``'s seed, whatever the global generator's state.
 """
 
@@ -28,49 +28,36 @@ import scipy.sparse as sp
 import torch
 from anndata import AnnData
 
-from exprflow import __version__
+from exprflow.backbones import BACKBONES
 from exprflow.data import prepare_counts, read_adata
 from exprflow.data.counts import warn_thin_training_data
+from exprflow.data.setup import AnnDataSetup, resolve_setup, write_setup
 from exprflow.errors import ExprflowInputError
-from exprflow.backbones import BACKBONES
 from exprflow.flows import RectifiedFlow, guided_velocity
-from exprflow.flows.conditions import ConditionSpace, compositional_velocity, install_condition_embedding
-from exprflow.models.conditions import (
-    check_guidance, combination_obs, encode_combinations, normalize_condition_key, resolve_combinations,
-)
-from exprflow.models.history import history_from_json, history_to_json
-from exprflow.models.output import generated_adata, model_repr, resolve_conditions
-from exprflow.models.persistence import coerce_nested, config_from_dict, save_model_dir
-from exprflow.models.seeding import DEFAULT_SEED, init_networks
-from exprflow.models.setup import AnnDataSetup, check_same_setup, resolve_setup, write_setup
+from exprflow.flows.conditions import compositional_velocity, install_condition_embedding
+from exprflow.models.conditions import encode_combinations, normalize_condition_key
+from exprflow.output.anndata import model_repr
+from exprflow.persistence.model_dir import coerce_nested, rename_options
 from exprflow.sampling import integrate
 from exprflow.sampling.options import SamplingOptions
 from exprflow.threads import thread_limit
+from exprflow.training.history import training_history
+from exprflow.training.options import PhaseBudget, TrainerOptions, resolve_budgets
+from exprflow.training.plans import FlowTrainingPlan
+from exprflow.training.seeding import DEFAULT_SEED, init_networks, seeded_training
 
 logger = logging.getLogger(__name__)
 
 #: backbone options used when a model's ``backbone_kwargs`` is None (others: the backbone's own defaults)
 DEFAULT_BACKBONE_KWARGS = {"mlp": {"hidden": 256, "depth": 3}}
 
-DEFAULT_GENERATE_BATCH = 8192
 #: cells integrated together from which sampling counts as wide work (exprflow.threads): on 2 near-idle
 #: cores, 20,000 PBMC3k cells at one Euler step went from ~15,900 to ~19,000 cells/s with 2 threads
 WIDE_SAMPLING_CELLS = 4096
 
-#: the sampler ``generate`` uses unless told otherwise (a reflowed model: one Euler step, models/reflow.py):
+#: the sampler ``generate`` uses unless told otherwise (a reflowed model: one Euler step, training/reflow.py):
 #: the defaults of :class:`exprflow.sampling.options.SamplingOptions`, where the choice is explained
 DEFAULT_SAMPLER = {"solver": SamplingOptions.solver, "n_steps": SamplingOptions.n_steps}
-
-
-def chunks_by_condition(order: np.ndarray, codes: np.ndarray | None, batch_size: int):
-    """Slices of ``order`` of at most ``batch_size`` cells, never mixing condition levels."""
-    bounds = [0, len(order)]
-    if codes is not None:
-        sorted_codes = codes[order]
-        bounds = [0, *np.flatnonzero(np.diff(sorted_codes)) + 1, len(order)]
-    for lo, hi in zip(bounds[:-1], bounds[1:]):
-        for start in range(lo, hi, batch_size):
-            yield order[start : min(start + batch_size, hi)]
 
 
 def _prepare_training_data(adata: AnnData, setup: AnnDataSetup):
@@ -87,6 +74,9 @@ class FlowModel:
     """Base of the user-facing generators (see module docstring)."""
 
     config_cls: ClassVar[type]
+    setup_cls: ClassVar[type] = AnnDataSetup
+    #: training phases in order (exprflow.training.options); "vae" for models with a count VAE
+    phases: ClassVar[tuple[str, ...]] = ("flow",)
 
     def __init__(self, adata: AnnData | str, layer: str | None = None,
                  condition_key: str | Sequence[str] | None = None, **config) -> None:
@@ -105,7 +95,11 @@ class FlowModel:
             self.condition_space, self.train_codes = encode_combinations(adata, setup.condition_key, self.data.kept)
         self.var = adata.var  # read only (gene-aware backbones look up columns such as genomic position)
         self._fit_representation()
-        init_networks(self, DEFAULT_SEED)  # train(seed=...) initialises them again from its own seed
+        self._finish_init()
+
+    def _finish_init(self) -> None:
+        """Networks built from the default seed (``train(seed=...)`` builds them again from its own)."""
+        init_networks(self, DEFAULT_SEED)
         self.plan = None
         self.history: dict[str, pd.DataFrame] = {}
         self.train_seconds: float | None = None
@@ -129,6 +123,7 @@ class FlowModel:
     @classmethod
     def _make_config(cls, overrides: dict):
         base = cls.config_cls()
+        overrides = rename_options(overrides, cls.__name__, cls.config_cls)
         unknown = set(overrides) - set(asdict(base))
         if unknown:
             raise ExprflowInputError(
@@ -143,7 +138,7 @@ class FlowModel:
 
         The setup is written to ``adata.uns["_exprflow_setup"]`` (the one change exprflow ever makes to
         the user's AnnData, as scvi-tools' ``setup_anndata`` does), so copies, views and subsets keep it;
-        :func:`~exprflow.models.setup.view_anndata_setup` shows it.
+        :func:`~exprflow.data.setup.view_anndata_setup` shows it.
 
         Parameters
         ----------
@@ -170,7 +165,7 @@ class FlowModel:
     def _build_networks(self, n_conditions: int) -> None:
         raise NotImplementedError
 
-    def _init_networks(self) -> None:  # called by exprflow.models.seeding.init_networks
+    def _init_networks(self) -> None:  # called by exprflow.training.seeding.init_networks
         self._build_networks(self.n_conditions)
 
     def _generate_chunk(self, codes: np.ndarray | None, n: int, *, n_steps: int, solver: str, guidance: float,
@@ -179,6 +174,9 @@ class FlowModel:
 
     def _extra_state(self) -> dict:
         return {}
+
+    def _load_meta(self, saved: dict) -> None:  # what _build_networks needs after load, besides the config
+        return None
 
     def _load_extra(self, saved: dict, tensors: dict[str, torch.Tensor]) -> None:
         return None
@@ -207,6 +205,103 @@ class FlowModel:
         backbone = BACKBONES.get(self.config.backbone)(dim=dim, n_conditions=0, **self._backbone_kwargs())
         return install_condition_embedding(backbone, self.condition_space)
 
+    # -------------------------------------------------------------- training
+    def _budget_defaults(self) -> dict:
+        """Default budget of each phase (``resolve_budgets``' ``defaults``)."""
+        return {"flow_steps": 2000, "batch_size": 256, "flow_batch_size": 256}
+
+    @seeded_training
+    def train(self, max_epochs: int | None = None, batch_size: int | None = None, max_steps: int | None = None, *,
+              vae_steps: int | None = None, flow_steps: int | None = None, flow_batch_size: int | None = None,
+              representation_from: FlowModel | None = None, seed: int = 0, accelerator: str = "cpu",
+              devices: int | str = 1, num_nodes: int = 1, strategy: str = "auto", progress_bar: bool = True,
+              log_dir: str | None = None, checkpoint_dir: str | None = None, checkpoint_every: int | None = None,
+              resume: bool = False):
+        """Train the model's phases in order: the representation (``"vae"``, models with a count VAE), then the flow.
+
+        Parameters
+        ----------
+        max_epochs, max_steps
+            The budget of every phase not given its own (the smaller when both are given).
+        batch_size
+            Cells per step of the first phase (the VAE's, or the flow's in a model without one).
+        vae_steps, flow_steps, flow_batch_size
+            The VAE phase's steps, the flow phase's steps and its batch (cells; populations for
+            ``PopulationFlow``, trajectories for ``TrajectoryFlow``). Defaults: each model's
+            (``LatentFlow``: :func:`~exprflow.models.latent_flow.default_vae_steps`, 4,000 flow steps).
+        representation_from
+            A trained model with the same genes and representation config whose representation (VAE
+            weights) is copied instead of trained: flows compared on one VAE.
+        seed
+            Initialises the networks of a model not trained yet (a trained one continues from its
+            weights) and draws the batches, so it alone fixes the result on CPU; the caller's torch,
+            NumPy and Python generators are left as they were (:mod:`exprflow.training.seeding`).
+        accelerator, devices, num_nodes, strategy, progress_bar, log_dir, checkpoint_dir, checkpoint_every, resume
+            :class:`~exprflow.training.options.TrainerOptions`: multi-device training (docs/scaling.md);
+            each phase checkpoints to ``checkpoint_dir/{phase}.ckpt`` and ``resume=True`` continues the
+            interrupted phase exactly, skipping finished ones.
+
+        Returns
+        -------
+        FlowModel
+            ``self``, trained (``history``: one loss table per phase).
+        """
+        name = type(self).__name__
+        if self.data is None:
+            raise ExprflowInputError(f"A loaded model cannot be trained again; build a new {name}(adata).")
+        budgets = resolve_budgets(self.phases, max_epochs=max_epochs, max_steps=max_steps, batch_size=batch_size,
+                                  flow_batch_size=flow_batch_size, vae_steps=vae_steps, flow_steps=flow_steps,
+                                  defaults=self._budget_defaults(), model=name)
+        trainer = TrainerOptions(accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy,
+                                 seed=seed, progress_bar=progress_bar, log_dir=log_dir, checkpoint_dir=checkpoint_dir,
+                                 checkpoint_every=checkpoint_every, resume=resume)
+        self._check_flow_budget(budgets["flow"])
+        start = time.perf_counter()
+        self._train_representation(budgets.get("vae"), trainer, representation_from)
+        self.vae_seconds = time.perf_counter() - start if "vae" in self.phases else None
+        self._train_flow(budgets["flow"], trainer)
+        self.train_seconds = time.perf_counter() - start
+        self.history = training_history(**self._phase_histories())
+        self.is_trained = True
+        return self
+
+    def _check_flow_budget(self, budget: PhaseBudget) -> None:  # checked before a VAE phase trains
+        if budget.max_steps == 0 or budget.max_epochs == 0:
+            raise ExprflowInputError(f"{type(self).__name__}: the flow phase needs at least one step; got "
+                                     f"{budget.describe()} (flow_steps / max_steps / max_epochs).")
+
+    def _train_representation(self, budget: PhaseBudget | None, trainer: TrainerOptions,
+                              representation_from: FlowModel | None) -> None:
+        if representation_from is not None:
+            raise ExprflowInputError(f"{type(self).__name__} has no trained representation to copy: "
+                                     "representation_from does not apply.")
+
+    def _train_flow(self, budget: PhaseBudget, trainer: TrainerOptions) -> None:
+        """The flow phase: :meth:`_flow_plan` on :meth:`_flow_data`."""
+        from torch.utils.data import DataLoader
+
+        from exprflow.training.fit import fit_loader, fit_plan
+
+        logger.info("%s: rectified flow, %s", type(self).__name__, budget.describe())
+        self.plan = self._flow_plan(budget)
+        data = self._flow_data(budget, trainer)
+        if isinstance(data, DataLoader):
+            fit_loader(self.plan, data, max_epochs=budget.max_epochs, max_steps=budget.max_steps,
+                       **trainer.fit_kwargs("flow"))
+        else:
+            fit_plan(self.plan, *data, batch_size=budget.batch_size, max_epochs=budget.max_epochs,
+                     max_steps=budget.max_steps, **trainer.fit_kwargs("flow"))
+
+    def _flow_data(self, budget: PhaseBudget, trainer: TrainerOptions):
+        """``(rows, condition codes)`` the flow trains on (densified per batch), or a ready DataLoader."""
+        raise NotImplementedError
+
+    def _flow_plan(self, budget: PhaseBudget) -> FlowTrainingPlan:
+        return FlowTrainingPlan(self.backbone, self.objective, lambda s: s, self.config.flow_optim, 0)
+
+    def _phase_histories(self) -> dict:
+        return {"flow": self.plan.history}
+
     # ------------------------------------------------------------ generation
     def _ema_weights(self):
         return nullcontext() if self.plan is None else self.plan.ema.swap(self.backbone)
@@ -232,18 +327,11 @@ class FlowModel:
             result = integrate(velocity, x0, solver=solver, n_steps=n_steps)
         return result.x, result.nfe
 
-    def generate(
-        self,
-        n_cells: int | None = None,
-        conditions: Mapping[str, int] | Sequence[str] | str | pd.DataFrame | None = None,
-        n_steps: int | None = None,
-        solver: str | None = None,
-        guidance: float | Mapping[str, float] = 1.0,
-        seed: int = 0,
-        batch_size: int | None = None,
-        composition: str = "joint",
-        name_prefix: str = "gen",
-    ) -> AnnData:
+    def generate(self, n_cells: int | None = None,
+                 conditions: Mapping[str, int] | Sequence[str] | str | pd.DataFrame | None = None,
+                 n_steps: int | None = None, solver: str | None = None, guidance: float | Mapping[str, float] = 1.0,
+                 seed: int = 0, batch_size: int | None = None, composition: str = "joint",
+                 name_prefix: str = "gen") -> AnnData:
         """Generate cells as an AnnData (integer sparse counts, conditions in obs, provenance in uns).
 
         ``conditions``: a mapping level -> number of cells, one level per cell, or one level with
@@ -262,46 +350,10 @@ class FlowModel:
         Cells are named ``{name_prefix}_{token}_{i}`` with a token new to each call, so the outputs of
         several calls concatenate without duplicate names.
         """
-        if not self.is_trained:
-            raise ExprflowInputError("The model is not trained yet: call train() (or load a trained model) first.")
-        default = self.default_sampler
-        solver = solver or (default["solver"] if n_steps is None else "euler")
-        n_steps = n_steps or default["n_steps"]
-        rng = np.random.default_rng(seed)
-        gen = torch.Generator().manual_seed(seed)
-        guidance = check_guidance(guidance, composition, self.condition_space)
-        self._composition = composition
-        if self.condition_space is not None:
-            n, codes = resolve_combinations(n_cells, conditions, self.condition_space, self.train_codes, rng)
-        else:
-            n, codes = resolve_conditions(n_cells, conditions, self.levels, self.train_codes, rng)
-        # Cells are generated one condition level at a time (then put back in request order): every
-        # cell of a chunk shares its (t, cond) modulation, which the backbone then broadcasts.
-        order = np.arange(n) if codes is None else np.argsort(codes, kind="stable")
-        batch_size = batch_size or int(getattr(self.backbone, "generate_batch_size", DEFAULT_GENERATE_BATCH))
-        chunks, self._last_nfe, start = [], 0, time.perf_counter()
-        for idx in chunks_by_condition(order, codes, batch_size):
-            sl = None if codes is None else codes[idx]
-            chunks.append(self._generate_chunk(sl, len(idx), n_steps=n_steps, solver=solver, guidance=guidance,
-                                               generator=gen, rng=rng))
-        seconds = time.perf_counter() - start
-        counts = sp.vstack(chunks).tocsr()[np.argsort(order, kind="stable")]
-        provenance = {
-            "model": type(self).__name__, "version": __version__, "n_steps": n_steps, "solver": solver,
-            "nfe": self._last_nfe, "guidance": guidance, "seed": seed, "sampling_seconds": seconds,
-            "config": asdict(self.config),
-        }
-        if self.condition_space is not None:
-            provenance["composition"] = composition
-            out = generated_adata(counts, self.var_names, condition_key=None, levels=None, codes=None,
-                                  provenance=provenance, name_prefix=name_prefix)
-            for key, column in combination_obs(self.condition_space, codes, out.obs_names).items():
-                out.obs[key] = column
-            return out
-        return generated_adata(
-            counts, self.var_names, condition_key=self.setup.condition_key,
-            levels=self.levels, codes=codes, provenance=provenance, name_prefix=name_prefix,
-        )
+        from exprflow.output.generation import generate_cells
+
+        return generate_cells(self, n_cells, conditions, n_steps=n_steps, solver=solver, guidance=guidance, seed=seed,
+                              batch_size=batch_size, composition=composition, name_prefix=name_prefix)
 
     @property
     def default_sampler(self) -> dict:
@@ -312,9 +364,9 @@ class FlowModel:
 
     def reflow(self, n_pairs: int = 20_000, steps: int = 2000, **kwargs):
         """Straighten the flow so one Euler step suffices: retrain it on (noise, generated) pairs (Liu et
-        al. 2022); see :func:`exprflow.models.reflow.reflow` for ``n_steps``/``solver`` of the teacher,
+        al. 2022); see :func:`exprflow.training.reflow.reflow` for ``n_steps``/``solver`` of the teacher,
         ``batch_size``, ``seed``, ``progress_bar`` and the training options. Returns ``self``."""
-        from exprflow.models.reflow import reflow
+        from exprflow.training.reflow import reflow
 
         return reflow(self, n_pairs, steps, **kwargs)
 
@@ -322,10 +374,10 @@ class FlowModel:
                          conditions: Mapping[str, int] | Sequence[str] | str | None = None, **kwargs):
         """Generate cells in chunks straight into an ``.h5ad`` file (bounded memory, resumable, atomic).
 
-        See :func:`exprflow.models.streaming.generate_to_file` for ``chunk_size``, ``seed``, ``resume``,
+        See :func:`exprflow.output.streaming.generate_to_file` for ``chunk_size``, ``seed``, ``resume``,
         ``overwrite``, ``progress_bar`` and the contract; other keyword arguments go to :meth:`generate`.
         """
-        from exprflow.models.streaming import generate_to_file
+        from exprflow.output.streaming import generate_to_file
 
         if self.condition_space is not None:
             raise ExprflowInputError("generate_to_file takes models with one condition key; with several, "
@@ -334,60 +386,15 @@ class FlowModel:
 
     # ----------------------------------------------------------- persistence
     def save(self, dir_path: str, overwrite: bool = False) -> None:
-        """Save to a directory (``config.json`` + ``weights.pt``), atomically."""
-        if not self.is_trained:
-            raise ExprflowInputError("Nothing to save: the model is not trained.")
-        config = {
-            "model": type(self).__name__, "exprflow_version": __version__, "torch_version": torch.__version__,
-            "config": asdict(self.config), "setup": asdict(self.setup), "var_names": self.var_names,
-            "condition_levels": self.levels,
-            "train_condition_counts": None if self.train_codes is None or self.levels is None else np.bincount(
-                self.train_codes, minlength=len(self.levels)).tolist(),
-            "condition_space": None if self.condition_space is None else {
-                **self.condition_space.state_dict(),
-                "train_combinations": [[int(c), int(k)] for c, k in zip(*np.unique(self.train_codes, return_counts=True))],
-            },
-            "train_seconds": self.train_seconds, "history": history_to_json(self.history),
-            "reflow": getattr(self, "reflow_info", None), **self._extra_state(),
-        }
-        save_model_dir(dir_path, config, self._tensors(), overwrite=overwrite)
+        """Save to a directory (``config.json`` + ``weights.pt``), atomically
+        (:func:`exprflow.persistence.flow_model.save_flow_model`)."""
+        from exprflow.persistence.flow_model import save_flow_model
+
+        save_flow_model(self, dir_path, overwrite=overwrite)
 
     @classmethod
     def load(cls, dir_path: str, adata: AnnData | None = None):
-        """Load a saved model; with ``adata``, check that its genes match the model's."""
-        from exprflow.models.restore import read_saved
+        """Load a saved model; with ``adata``, check that its genes (and set-up) match the model's."""
+        from exprflow.persistence.flow_model import load_flow_model
 
-        saved, tensors = read_saved(cls, dir_path, adata)
-        self = cls.__new__(cls)
-        self.config = config_from_dict(cls.config_cls, saved["config"])
-        self.setup = AnnDataSetup(**saved["setup"])
-        if adata is not None:
-            check_same_setup(self.setup, adata, cls.__name__)
-        self.var_names = list(saved["var_names"])
-        self.levels = saved["condition_levels"]
-        counts = saved.get("train_condition_counts")
-        self.train_codes = None if counts is None else np.repeat(np.arange(len(counts)), counts)
-        space = saved.get("condition_space")
-        self.condition_space = None if space is None else ConditionSpace.from_state(space)
-        if space is not None:
-            combos = np.asarray(space["train_combinations"], dtype=np.int64).reshape(-1, 2)
-            self.train_codes = np.repeat(combos[:, 0], combos[:, 1])
-        self.data = None
-        self.var = None
-        self.plan = None
-        self.history = history_from_json(saved.get("history"))
-        self.train_seconds = saved.get("train_seconds")
-        self.reflow_info = saved.get("reflow")
-        try:
-            self._build_networks(self.n_conditions)
-            self._load_extra(saved, tensors)
-        except (RuntimeError, KeyError, ValueError) as exc:  # weights of another shape: not this config's model
-            if isinstance(exc, ExprflowInputError):
-                raise
-            raise ExprflowInputError(
-                f"The weights in {dir_path} do not fit its config.json ({len(self.var_names)} genes, "
-                f"{self.n_conditions} condition levels): {str(exc).splitlines()[0][:300]}. The directory is corrupted "
-                "or mixed from two models; re-save the model or train it again."
-            ) from None
-        self.is_trained = True
-        return self
+        return load_flow_model(cls, dir_path, adata)

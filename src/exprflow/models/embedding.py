@@ -46,7 +46,7 @@ def cell_embedding(model, adata: AnnData, layer: str | None = None, on_unknown: 
             "train with a gene-set backbone (deepsets, set_transformer, rank_tokens or value_bins).")
     if not model.is_trained:
         raise ExprflowInputError("The model is not trained yet: call train() (or load a trained model) first.")
-    from exprflow.models.setup import read_layer
+    from exprflow.data.setup import read_layer
 
     layer = read_layer(model.setup, adata, type(model).__name__, layer)
     match = backbone.match_genes(list(adata.var_names), on_unknown=on_unknown)

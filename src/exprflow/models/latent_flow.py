@@ -28,7 +28,6 @@ Example::
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,17 +36,14 @@ import scipy.sparse as sp
 import torch
 from anndata import AnnData
 
-from exprflow.data import iter_dense_batches, prepare_counts
+from exprflow.data import prepare_counts
 from exprflow.errors import ExprflowInputError
 from exprflow.models.base import FlowModel
 from exprflow.models.conditions import batch_codes
-from exprflow.models.history import training_history
-from exprflow.models.fit import fit_plan
-from exprflow.models.training import FlowTrainingPlan, OptimConfig
-from exprflow.models.seeding import seeded_training
-from exprflow.models.vae_training import VAETrainingPlan
+from exprflow.training.plans import OptimConfig
 from exprflow.representations import LogNormalLibrary
-from exprflow.representations.vae import CountVAE, VAEConfig
+from exprflow.representations.count_latent import CountLatent
+from exprflow.representations.vae import VAEConfig
 from exprflow.threads import thread_limit
 
 logger = logging.getLogger(__name__)
@@ -114,89 +110,55 @@ class LatentFlow(FlowModel):
             raise ExprflowInputError(f"library must be one of {LIBRARY_MODELS}, got {c.library!r}.")
         if c.decode not in self.decode_modes:
             raise ExprflowInputError(f"decode must be one of {self.decode_modes}, got {c.decode!r}.")
-        log_lib = np.log(self.data.library_size)
-        self.log_library_range = (float(log_lib.min()), float(log_lib.max()))
         self.library = LogNormalLibrary().fit(self.data.library_size, self.train_codes)
-        self.state_mean: np.ndarray | None = None
-        self.state_std: np.ndarray | None = None
 
     @property
     def state_dim(self) -> int:
         return self.config.vae.n_latent + (1 if self.config.library == "flow" else 0)
 
     def _build_networks(self, n_conditions: int) -> None:
-        self.vae = CountVAE(len(self.var_names), self.config.vae, len(getattr(self, "batch_levels", None) or []))
+        self.representation = CountLatent(len(self.var_names), self.config.vae,
+                                          len(getattr(self, "batch_levels", None) or []),
+                                          library_coordinate=self.config.library == "flow")
         self.backbone = self._make_backbone(self.state_dim)
         self.objective = self._objective()
 
+    # the count VAE and the standardisation live in the representation (exprflow.representations.count_latent)
+    vae = property(lambda self: self.representation.vae, doc="The count VAE (:class:`~exprflow.representations.vae.CountVAE`).")
+    state_mean = property(lambda self: self.representation.state_mean)
+    state_std = property(lambda self: self.representation.state_std)
+    log_library_range = property(lambda self: self.representation.log_library_range)
+
     # ---------------------------------------------------------------- training
-    @seeded_training
-    def train(
-        self,
-        max_epochs: int | None = None,
-        batch_size: int = 128,
-        max_steps: int | None = None,
-        flow_steps: int = 4000,
-        flow_batch_size: int = 256,
-        accelerator: str = "cpu",
-        devices: int | str = 1,
-        seed: int = 0,
-        progress_bar: bool = True,
-        log_dir: str | None = None,
-        num_nodes: int = 1,
-        strategy: str = "auto",
-        checkpoint_dir: str | None = None,
-        checkpoint_every: int | None = None,
-        resume: bool = False,
-    ) -> "LatentFlow":
-        """Phase 1 trains the VAE (``max_epochs`` or ``max_steps``; default: :func:`default_vae_steps`),
-        phase 2 the flow on the encoder means (``flow_steps``).
+    phases = ("vae", "flow")
 
-        ``seed``, ``devices``, ``num_nodes``, ``strategy`` and the checkpoint options as in :meth:`StateFlow.train`;
-        each phase checkpoints to its own file (``vae.ckpt``, ``flow.ckpt``) and ``resume=True`` skips
-        a finished VAE phase (restoring its weights) and continues the phase that was interrupted.
-        """
-        if self.data is None:
-            raise ExprflowInputError("A loaded model cannot be trained again; build a new LatentFlow(adata).")
-        if max_epochs is None and max_steps is None:
-            max_steps = default_vae_steps(self.data.n_cells, len(self.var_names), batch_size)
-        common = dict(accelerator=accelerator, devices=devices, seed=seed, progress_bar=progress_bar, log_dir=log_dir,
-                      num_nodes=num_nodes, strategy=strategy, checkpoint_every=checkpoint_every, resume=resume)
-        ckpt = (lambda name: None) if checkpoint_dir is None else (lambda name: f"{checkpoint_dir}/{name}.ckpt")
-        start = time.perf_counter()
-        logger.info("phase 1/2: count VAE (%s likelihood, %d latent dims)", self.config.vae.likelihood,
-                    self.config.vae.n_latent)
-        self.vae_plan = VAETrainingPlan(self.vae, self.config.vae_optim)
-        fit_plan(self.vae_plan, self.data.X, self.train_batches, batch_size=batch_size, max_epochs=max_epochs,
-                 max_steps=max_steps, checkpoint_path=ckpt("vae"), **common)
-        self.vae_seconds = time.perf_counter() - start
+    def _budget_defaults(self) -> dict:
+        n_cells, n_genes = self.data.n_cells, len(self.var_names)
+        return {"vae_steps": lambda batch: default_vae_steps(n_cells, n_genes, batch), "flow_steps": 4000,
+                "batch_size": 128, "flow_batch_size": 256}
 
-        logger.info("phase 2/2: rectified flow on the latent means (%d steps)", flow_steps)
-        states = self._fit_state_standardiser(self.data.X, self.data.library_size)
-        self.plan = FlowTrainingPlan(self.backbone, self.objective, lambda s: s, self.config.flow_optim, 0)
-        fit_plan(self.plan, states, self.train_codes, batch_size=flow_batch_size, max_epochs=None,
-                 max_steps=flow_steps, checkpoint_path=ckpt("flow"), **common)
-        self.train_seconds = time.perf_counter() - start
-        self.history = training_history(vae=self.vae_plan.history, flow=self.plan.history)
-        self.is_trained = True
-        return self
+    def _train_representation(self, budget, trainer, representation_from) -> None:
+        """The VAE phase (or a copy of ``representation_from``'s VAE), then the flow's train states."""
+        if representation_from is not None:
+            other = getattr(representation_from, "representation", None)
+            if (not isinstance(other, CountLatent) or representation_from.var_names != self.var_names
+                    or other.config != self.config.vae or not representation_from.is_trained):
+                raise ExprflowInputError("representation_from must be a trained model with a count VAE of the same "
+                                         "genes and VAE config as this model.")
+            self.representation.copy_from(other)
+            budget = None
+        self._train_states = self.representation.fit(
+            self.data.X, batches=self.train_batches, library=self.data.library_size, optim=self.config.vae_optim,
+            budget=budget, trainer=trainer)
 
-    @torch.no_grad()
+    def _flow_data(self, budget, trainer):
+        return self._train_states, self.train_codes
+
+    def _phase_histories(self) -> dict:
+        return {"vae": self.representation.history, "flow": self.plan.history}
+
     def _encode_means(self, X: sp.csr_matrix, batch_size: int = 1024, batches: np.ndarray | None = None) -> np.ndarray:
-        self.vae.eval()
-        out = np.empty((X.shape[0], self.config.vae.n_latent), dtype=np.float32)
-        for rows, block in iter_dense_batches(X, batch_size, shuffle=False):
-            b = None if batches is None else torch.as_tensor(batches[rows])
-            out[rows] = self.vae.encode(torch.from_numpy(block), b)[0].numpy()
-        return out
-
-    def _fit_state_standardiser(self, X: sp.csr_matrix, library: np.ndarray) -> np.ndarray:
-        states = self._encode_means(X, batches=self.train_batches)
-        if self.config.library == "flow":
-            states = np.concatenate([states, np.log(library)[:, None].astype(np.float32)], axis=1)
-        self.state_mean = states.mean(0)
-        self.state_std = np.maximum(states.std(0), 1e-6)
-        return ((states - self.state_mean) / self.state_std).astype(np.float32)
+        return self.representation.encode_means(X, batches, batch_size)
 
     # ------------------------------------------------------------ user API
     def get_latent_representation(self, adata: AnnData | None = None, layer: str | None = None,
@@ -230,8 +192,8 @@ class LatentFlow(FlowModel):
     def read_counts(self, adata: AnnData, layer: str | None = None) -> sp.csr_matrix:
         """Validated raw counts of every cell of ``adata`` (rows match ``adata``), from ``layer`` or the
         model's layer; see :meth:`get_latent_representation`."""
-        from exprflow.models.restore import check_genes
-        from exprflow.models.setup import read_layer
+        from exprflow.persistence.restore import check_genes
+        from exprflow.data.setup import read_layer
 
         check_genes(self.var_names, adata)
         layer = read_layer(self.setup, adata, type(self).__name__, layer)
@@ -323,11 +285,8 @@ class LatentFlow(FlowModel):
     def _generate_chunk(self, codes, n, *, n_steps, solver, guidance, generator, rng) -> sp.csr_matrix:
         s, self._last_nfe = self.sample_states(codes, n, n_steps=n_steps, solver=solver, guidance=guidance,
                                                generator=generator)
-        s = s.numpy() * self.state_std + self.state_mean
-        z = s[:, : self.config.vae.n_latent]
-        if self.config.library == "flow":
-            library = np.exp(np.clip(s[:, -1], *self.log_library_range))
-        else:
+        z, library = self.representation.split(s.numpy())
+        if library is None:
             library = self.library.sample(n, codes, rng)
         mode = getattr(self, "_decode_mode", self.config.decode)
         batches = None
@@ -336,19 +295,12 @@ class LatentFlow(FlowModel):
             freq = np.asarray(self.batch_frequencies, dtype=float)
             batches = np.full(n, fixed) if fixed is not None else rng.choice(len(freq), size=n, p=freq / freq.sum())
         with thread_limit(None):  # the decoder is wide work (genes)
-            if mode == "sample":
-                self.vae.eval()
-                return self.vae.sample_counts_csr(
-                    torch.from_numpy(np.ascontiguousarray(z, dtype=np.float32)),
-                    torch.from_numpy(library.astype(np.float32)), rng,
-                    batch=None if batches is None else torch.as_tensor(batches, dtype=torch.long))
-            return sp.csr_matrix(self.decode(z, library, sample=False, batches=batches).astype(np.float32))
+            return self.representation.decode_latent(z, library, rng, sample=mode == "sample", batches=batches)
 
     # ---------------------------------------------------------- persistence
     def _extra_state(self) -> dict:
         return {
-            "library": self.library.state_dict(), "log_library_range": list(self.log_library_range),
-            "state_mean": self.state_mean.tolist(), "state_std": self.state_std.tolist(),
+            "library": self.library.state_dict(), **self.representation.state_dict()[0],
             "vae_seconds": getattr(self, "vae_seconds", None),
             "batch_key": getattr(self, "batch_key", None), "batch_levels": getattr(self, "batch_levels", None),
             "batch_frequencies": None if getattr(self, "batch_levels", None) is None
@@ -364,23 +316,21 @@ class LatentFlow(FlowModel):
         return np.bincount(self.train_batches, minlength=len(self.batch_levels))
 
     def _tensors(self) -> dict[str, torch.Tensor]:
-        tensors = {f"vae.{k}": v for k, v in self.vae.state_dict().items()}
+        tensors = dict(self.representation.state_dict()[1])
         tensors.update({f"backbone.{k}": v for k, v in self.backbone.state_dict().items()})
         if self.plan is not None:
             tensors.update({f"ema.{k}": v for k, v in self.plan.ema.shadow.items()})
         return tensors
 
+    def _load_meta(self, saved: dict) -> None:
+        self.batch_key, self.batch_levels = saved.get("batch_key"), saved.get("batch_levels")
+
     def _load_extra(self, saved: dict, tensors: dict[str, torch.Tensor]) -> None:
-        from exprflow.models.restore import load_backbone_weights
+        from exprflow.persistence.restore import load_backbone_weights
 
         self.library = LogNormalLibrary().load_state_dict(saved["library"])
-        self.log_library_range = tuple(saved["log_library_range"])
-        self.state_mean = np.asarray(saved["state_mean"], dtype=np.float32)
-        self.state_std = np.asarray(saved["state_std"], dtype=np.float32)
         self.vae_seconds = saved.get("vae_seconds")
-        self.batch_key, self.batch_levels = saved.get("batch_key"), saved.get("batch_levels")
         if self.batch_levels:
             self._batch_frequencies = np.asarray(saved["batch_frequencies"], dtype=np.int64)
-            self.vae = CountVAE(len(self.var_names), self.config.vae, len(self.batch_levels))
-        load_backbone_weights(self.vae, {k: v for k, v in tensors.items() if k.startswith("vae.")}, "vae")
+        self.representation.load_state_dict(saved, tensors)
         load_backbone_weights(self.backbone, {k: v for k, v in tensors.items() if not k.startswith("vae.")}, "backbone")

@@ -36,13 +36,13 @@ from torch.utils.data import DataLoader
 from exprflow import __version__
 from exprflow.backbones.nucleotide import LM_BACKBONES, CausalNucleotideNet, count_parameters
 from exprflow.errors import ExprflowInputError
-from exprflow.models.persistence import config_from_dict
-from exprflow.models.fit import fit_loader
-from exprflow.models.nucleotide_training import LOG2, NucleotideLMPlan, WindowDataset
-from exprflow.models.persistence import save_model_dir
-from exprflow.models.restore import load_backbone_weights
-from exprflow.models.seeding import seeded_training
-from exprflow.models.training import OptimConfig
+from exprflow.persistence.model_dir import config_from_dict
+from exprflow.training.fit import fit_loader
+from exprflow.training.nucleotide import LOG2, NucleotideLMPlan, WindowDataset
+from exprflow.persistence.model_dir import save_model_dir
+from exprflow.persistence.restore import load_backbone_weights
+from exprflow.training.seeding import seeded_training
+from exprflow.training.plans import OptimConfig
 from exprflow.representations.dna import N_TOKEN, NucleotideTokenizer
 
 logger = logging.getLogger(__name__)
@@ -108,7 +108,7 @@ class NucleotideLM:
         With ``eval_tokens`` and ``eval_every``, bits per nucleotide on ``eval_tokens`` are recorded
         every ``eval_every`` steps in :attr:`eval_history` (a held-out learning curve). ``seed``
         initialises the network and draws the windows; the caller's random generators are left as they
-        were (:mod:`exprflow.models.seeding`).
+        were (:mod:`exprflow.training.seeding`).
         """
         if max_steps < 1:
             raise ExprflowInputError(f"max_steps must be >= 1, got {max_steps}.")
@@ -220,7 +220,7 @@ class NucleotideLM:
     @classmethod
     def load(cls, dir_path: str) -> "NucleotideLM":
         """Load a model saved by :meth:`save`."""
-        from exprflow.models.restore import read_saved
+        from exprflow.persistence.restore import read_saved
 
         saved, tensors = read_saved(cls, dir_path)
         self = cls(config_from_dict(NucleotideLMConfig, saved["config"]))

@@ -85,7 +85,7 @@ def prediction_adata(counts: sp.csr_matrix, adata_ctrl: AnnData, var_names: list
     ``obs["control_cell"]`` (the source cell's name), ``obs["source"] = "generated"``, provenance in
     ``uns["exprflow"]`` (plus the package version and the condition)."""
     from exprflow import __version__
-    from exprflow.models.output import generated_adata
+    from exprflow.output.anndata import generated_adata
 
     out = generated_adata(counts, var_names, condition_key=condition_key, levels=levels,
                           codes=np.full(counts.shape[0], levels.index(str(condition))),

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from dataclasses import dataclass
 
 import lightning as L
@@ -35,19 +36,15 @@ import torch
 from anndata import AnnData
 from torch.utils.data import DataLoader, Dataset
 
-from exprflow.data import prepare_counts
 from exprflow.data.perturbation import PairGroups, pair_groups, perturbation_from_counts
 from exprflow.errors import ExprflowInputError
 from exprflow.flows import drop_conditions, guided_velocity
 from exprflow.flows.couplings import OTCoupling
 from exprflow.models.conditions import require_single_key
-from exprflow.models.history import training_history
-from exprflow.models.fit import fit_loader, fit_plan
-from exprflow.models.latent_flow import LatentFlow, default_vae_steps
+from exprflow.models.latent_flow import LatentFlow
 from exprflow.models.perturbation_net import SourceBound, build_pair_network
-from exprflow.models.training import FlowTrainingPlan, OptimConfig
-from exprflow.models.seeding import seeded_training
-from exprflow.models.vae_training import VAETrainingPlan
+from exprflow.training.plans import FlowTrainingPlan, OptimConfig
+from exprflow.representations.count_latent import CountLatent
 from exprflow.representations.vae import VAEConfig
 from exprflow.sampling import integrate
 from exprflow.threads import thread_limit
@@ -73,6 +70,13 @@ class PerturbationFlowConfig:
     decode: str = "sample"
     flow_steps: int = 2000  # train()'s default flow budget (so the CLI can set it via --model-kwargs)
     flow_batch_size: int = 256
+
+
+def _pair_steps(budget, n_cells: int) -> int:
+    """The flow phase's steps (an epoch: as many pairs as training cells)."""
+    if budget.max_steps is not None:
+        return budget.max_steps
+    return max(budget.max_epochs * n_cells // budget.batch_size, 1)
 
 
 class PairBatches(Dataset):
@@ -158,9 +162,7 @@ class PerturbationFlow(LatentFlow):
         super()._fit_representation()
 
     def _build_networks(self, n_conditions: int) -> None:
-        from exprflow.representations.vae import CountVAE
-
-        self.vae = CountVAE(len(self.var_names), self.config.vae)
+        self.representation = CountLatent(len(self.var_names), self.config.vae)
         self.backbone = build_pair_network(self.config.backbone, self.state_dim, n_conditions,
                                            self.config.source_token, self.config.backbone_kwargs)
         self.objective = self._objective()
@@ -172,75 +174,50 @@ class PerturbationFlow(LatentFlow):
         return RectifiedFlow(time_sampler=c.time_sampler, coupling="independent", cond_dropout=c.cond_dropout)
 
     # ---------------------------------------------------------------- training
-    @seeded_training
-    def train(self, max_epochs: int | None = None, batch_size: int = 128, max_steps: int | None = None,
-              flow_steps: int | None = None, flow_batch_size: int | None = None, accelerator: str = "cpu",
-              devices: int | str = 1, seed: int = 0, progress_bar: bool = True, log_dir: str | None = None,
-              pretrained_vae: "PerturbationFlow | None" = None) -> "PerturbationFlow":
-        """Phase 1: the count VAE (``max_epochs``/``max_steps``; default :func:`default_vae_steps`), or a copy
-        of ``pretrained_vae``'s trained VAE (same genes); phase 2: the flow on OT pairs (``flow_steps``, default ``config.flow_steps``).
-        ``seed`` as in :meth:`~exprflow.models.state_flow.StateFlow.train` (``pretrained_vae``'s weights are
-        copied after the networks are initialised)."""
-        if self.data is None:
-            raise ExprflowInputError("A loaded model cannot be trained again; build a new PerturbationFlow(adata).")
-        flow_steps = int(flow_steps or self.config.flow_steps)
-        flow_batch_size = int(flow_batch_size or self.config.flow_batch_size)
-        common = dict(accelerator=accelerator, devices=devices, seed=seed, progress_bar=progress_bar, log_dir=log_dir)
-        start = time.perf_counter()
-        if pretrained_vae is not None:
-            if pretrained_vae.var_names != self.var_names or pretrained_vae.config.vae != self.config.vae:
-                raise ExprflowInputError("pretrained_vae must have the same genes and VAE config as this model.")
-            self.vae.load_state_dict(pretrained_vae.vae.state_dict())
-            self.vae_history = list(getattr(pretrained_vae, "vae_history", []))
-        else:
-            if max_epochs is None and max_steps is None:
-                max_steps = default_vae_steps(self.data.n_cells, len(self.var_names), batch_size)
-            logger.info("phase 1/2: count VAE on %d cells", self.data.n_cells)
-            vae_plan = VAETrainingPlan(self.vae, self.config.vae_optim)
-            fit_plan(vae_plan, self.data.X, None, batch_size=batch_size, max_epochs=max_epochs, max_steps=max_steps,
-                     **common)
-            self.vae_history = list(vae_plan.history)
-        self.vae_seconds = time.perf_counter() - start
+    def _budget_defaults(self) -> dict:
+        return {**super()._budget_defaults(), "flow_steps": self.config.flow_steps,
+                "flow_batch_size": self.config.flow_batch_size}
 
-        logger.info("phase 2/2: flow control -> perturbed on OT pairs (%d steps)", flow_steps)
-        states = self._fit_state_standardiser(self.data.X, self.data.library_size)
-        groups = pair_groups(self.pdata)
-        L.seed_everything(seed, workers=True, verbose=False)
-        loader = DataLoader(PairBatches(states, groups, flow_batch_size, flow_steps, seed), batch_size=None,
-                            shuffle=False)
-        self.plan = PairFlowTrainingPlan(self.backbone, self.objective, lambda s: s, self.config.flow_optim, flow_steps)
-        fit_loader(self.plan, loader, max_epochs=None, max_steps=flow_steps, **common)
-        self.train_seconds = time.perf_counter() - start
-        self.history = training_history(vae=self.vae_history, flow=self.plan.history)
-        self.is_trained = True
-        return self
+    def train(self, *args, pretrained_vae: PerturbationFlow | None = None, **kwargs) -> PerturbationFlow:
+        """:meth:`FlowModel.train <exprflow.models.base.FlowModel.train>`: the count VAE, then the flow on
+        OT pairs of control and perturbed cells (``flow_steps``, default ``config.flow_steps``).
+        ``pretrained_vae``: the old name of ``representation_from``."""
+        if pretrained_vae is not None:
+            warnings.warn("PerturbationFlow.train: pretrained_vae is now representation_from; the old name goes in "
+                          "the next release.", DeprecationWarning, stacklevel=2)
+            kwargs["representation_from"] = pretrained_vae
+        return super().train(*args, **kwargs)
+
+    def _flow_data(self, budget, trainer) -> DataLoader:
+        steps = _pair_steps(budget, self.data.n_cells)
+        L.seed_everything(trainer.seed, workers=True, verbose=False)
+        return DataLoader(PairBatches(self._train_states, pair_groups(self.pdata), budget.batch_size, steps,
+                                      trainer.seed), batch_size=None, shuffle=False)
+
+    def _flow_plan(self, budget) -> PairFlowTrainingPlan:
+        steps = _pair_steps(budget, self.data.n_cells)
+        return PairFlowTrainingPlan(self.backbone, self.objective, lambda s: s, self.config.flow_optim, steps)
 
     # -------------------------------------------------------------- states
     def encode_states(self, adata: AnnData, layer: str | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Standardised flow states ``[E q(z|x), log l]`` of every cell of ``adata`` and their library sizes
         (``layer``: as in :meth:`get_latent_representation`)."""
         X = self.read_counts(adata, layer)
-        z = self._encode_means(X)
         library = np.asarray(X.sum(axis=1), dtype=np.float64).ravel()
         if np.any(library <= 0):
             raise ExprflowInputError(f"{int(np.sum(library <= 0))} cells have no counts; remove them first.")
-        return self._standardise(z, library), library
+        return self.representation.encode(X, library=library), library
 
     def training_states(self) -> np.ndarray:
         """Standardised states of the training cells (rows of ``self.data``; not available after load)."""
         if self.data is None:
             raise ExprflowInputError("A loaded model does not keep its training cells.")
-        return self._standardise(self._encode_means(self.data.X), self.data.library_size)
-
-    def _standardise(self, z: np.ndarray, library: np.ndarray) -> np.ndarray:
-        states = np.concatenate([z, np.log(library)[:, None].astype(np.float32)], axis=1)
-        return ((states - self.state_mean) / self.state_std).astype(np.float32)
+        return self.representation.encode(self.data.X, library=self.data.library_size)
 
     def decode_states(self, states: np.ndarray, sample: bool = True, seed: int = 0) -> np.ndarray:
         """Counts (or decoder means) for standardised states; the library coordinate is clipped to training's range."""
-        s = states * self.state_std + self.state_mean
-        library = np.exp(np.clip(s[:, -1], *self.log_library_range))
-        return self.decode(s[:, : self.config.vae.n_latent], library, sample=sample, seed=seed)
+        z, library = self.representation.split(states)
+        return self.decode(z, library, sample=sample, seed=seed)
 
     @torch.no_grad()
     def transport(self, states: np.ndarray, condition: str, n_steps: int = 16, solver: str = "euler",

@@ -44,15 +44,13 @@ from exprflow.data import read_adata
 from exprflow.data.populations import PopulationDataset, population_sampler
 from exprflow.errors import ExprflowInputError
 from exprflow.flows import guided_velocity
-from exprflow.models.base import chunks_by_condition
+from exprflow.output.generation import chunks_by_condition
 from exprflow.models.conditions import require_single_key
-from exprflow.models.history import training_history
-from exprflow.models.fit import fit_loader, fit_plan
-from exprflow.models.latent_flow import DECODE_MODES, LatentFlow, LatentFlowConfig, default_vae_steps
-from exprflow.models.output import generated_adata, resolve_conditions
-from exprflow.models.training import FlowTrainingPlan
-from exprflow.models.seeding import seeded_training
-from exprflow.models.vae_training import VAETrainingPlan
+from exprflow.training.history import training_history
+from exprflow.training.options import TrainerOptions, resolve_budgets
+from exprflow.models.latent_flow import DECODE_MODES, LatentFlow, LatentFlowConfig
+from exprflow.output.anndata import generated_adata, resolve_conditions
+from exprflow.training.seeding import seeded_training
 from exprflow.sampling import integrate
 from exprflow.threads import thread_limit
 
@@ -79,6 +77,13 @@ class PopulationFlowConfig(LatentFlowConfig):
     flow_batch_size: int = 8
 
 
+def _population_steps(budget, n_cells: int, population_size: int) -> int:
+    """The flow phase's steps (an epoch: as many cells, in populations, as there are training cells)."""
+    if budget.max_steps is not None:
+        return budget.max_steps
+    return max(budget.max_epochs * n_cells // (budget.batch_size * population_size), 1)
+
+
 class PopulationFlow(LatentFlow):
     """Count VAE + rectified flow over populations of N latent cells; see the module docstring."""
 
@@ -103,75 +108,38 @@ class PopulationFlow(LatentFlow):
                                           replace=c.replace)
 
     # ---------------------------------------------------------------- training
-    @seeded_training
-    def train(
-        self,
-        max_epochs: int | None = None,
-        batch_size: int = 128,
-        max_steps: int | None = None,
-        flow_steps: int | None = None,
-        flow_batch_size: int | None = None,
-        accelerator: str = "cpu",
-        devices: int | str = 1,
-        seed: int = 0,
-        progress_bar: bool = True,
-        log_dir: str | None = None,
-    ) -> "PopulationFlow":
-        """Phase 1: the count VAE on cells (``max_epochs`` / ``max_steps``, ``batch_size`` cells; default
-        :func:`default_vae_steps`, as LatentFlow). Phase 2: the flow on populations (``flow_steps``;
-        ``flow_batch_size`` populations of N cells per step; defaults from the config). ``seed`` as in
-        :meth:`~exprflow.models.state_flow.StateFlow.train`."""
-        if self.data is None:
-            raise ExprflowInputError("A loaded model cannot be trained again; build a new PopulationFlow(adata).")
-        self._flow_budget(flow_steps, flow_batch_size)  # checked before the VAE trains
-        if max_epochs is None and max_steps is None:
-            max_steps = default_vae_steps(self.data.n_cells, len(self.var_names), batch_size)
-        common = dict(accelerator=accelerator, devices=devices, seed=seed, progress_bar=progress_bar, log_dir=log_dir)
-        start = time.perf_counter()
-        logger.info("phase 1/2: count VAE (%s likelihood)", self.config.vae.likelihood)
-        self.vae_plan = VAETrainingPlan(self.vae, self.config.vae_optim)
-        fit_plan(self.vae_plan, self.data.X, None, batch_size=batch_size, max_epochs=max_epochs,
-                 max_steps=max_steps, **common)
-        self.vae_seconds = time.perf_counter() - start
-        self.train_flow(flow_steps, flow_batch_size, **common)
-        self.train_seconds = time.perf_counter() - start  # both phases
-        return self
-
-    def _flow_budget(self, flow_steps: int | None, flow_batch_size: int | None) -> tuple[int, int]:
-        steps = int(self.config.flow_steps if flow_steps is None else flow_steps)
-        batch = int(self.config.flow_batch_size if flow_batch_size is None else flow_batch_size)
-        if steps < 1 or batch < 1:
-            raise ExprflowInputError(
-                f"flow_steps and flow_batch_size must be positive integers, got {steps} and {batch}."
-            )
-        return steps, batch
+    def _budget_defaults(self) -> dict:
+        return {**super()._budget_defaults(), "flow_steps": self.config.flow_steps,
+                "flow_batch_size": self.config.flow_batch_size}
 
     @seeded_training(initialise=False)
     def train_flow(self, flow_steps: int | None = None, flow_batch_size: int | None = None, *,
                    accelerator: str = "cpu", devices: int | str = 1, seed: int = 0, progress_bar: bool = True,
-                   log_dir: str | None = None) -> "PopulationFlow":
-        """Phase 2 alone: (re)train the population flow on the current VAE's latent means (e.g. after
+                   log_dir: str | None = None) -> PopulationFlow:
+        """The flow phase alone: (re)train the population flow on the current VAE's latent means (e.g. after
         loading another model's VAE weights into ``self.vae``, to compare flows on one VAE). The networks
         are not initialised again; the caller's random generators are left as they were."""
         if self.data is None:
             raise ExprflowInputError("A loaded model cannot be trained again; build a new PopulationFlow(adata).")
-        flow_steps, flow_batch_size = self._flow_budget(flow_steps, flow_batch_size)
+        budget = resolve_budgets(("flow",), max_epochs=None, max_steps=None, batch_size=None,
+                                 flow_batch_size=flow_batch_size, vae_steps=None, flow_steps=flow_steps,
+                                 defaults=self._budget_defaults(), model="PopulationFlow")["flow"]
+        trainer = TrainerOptions(accelerator=accelerator, devices=devices, seed=seed, progress_bar=progress_bar,
+                                 log_dir=log_dir)
         start = time.perf_counter()
-        logger.info("phase 2/2: rectified flow on populations of %d cells (%d steps)", self.config.population_size,
-                    flow_steps)
-        states = self._fit_state_standardiser(self.data.X, self.data.library_size)
-        dataset = PopulationDataset(states, self.sampler, flow_steps * flow_batch_size, seed=seed,
-                                    conditional=self.levels is not None)
-        L.seed_everything(seed, workers=True, verbose=False)
-        loader = DataLoader(dataset, batch_size=flow_batch_size, shuffle=False, drop_last=True)
-        self.plan = FlowTrainingPlan(self.backbone, self.objective, lambda s: s, self.config.flow_optim, 0)
-        fit_loader(self.plan, loader, max_epochs=None, max_steps=flow_steps, accelerator=accelerator,
-                   devices=devices, seed=seed, progress_bar=progress_bar, log_dir=log_dir)
+        self._train_states = self.representation.fit(self.data.X, library=self.data.library_size)
+        self._train_flow(budget, trainer)
         self.train_seconds = time.perf_counter() - start
-        vae_history = list(self.vae_plan.history) if getattr(self, "vae_plan", None) is not None else []
-        self.history = training_history(vae=vae_history, flow=self.plan.history)
+        self.history = training_history(**self._phase_histories())
         self.is_trained = True
         return self
+
+    def _flow_data(self, budget, trainer) -> DataLoader:
+        steps = _population_steps(budget, self.data.n_cells, self.config.population_size)
+        dataset = PopulationDataset(self._train_states, self.sampler, steps * budget.batch_size, seed=trainer.seed,
+                                    conditional=self.levels is not None)
+        L.seed_everything(trainer.seed, workers=True, verbose=False)
+        return DataLoader(dataset, batch_size=budget.batch_size, shuffle=False, drop_last=True)
 
     # ------------------------------------------------------------- sampling
     @torch.no_grad()

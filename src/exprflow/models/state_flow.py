@@ -10,14 +10,13 @@ Example::
 
     StateFlow.setup_anndata(adata, layer="counts", condition_key="cell_type")
     model = StateFlow(adata)
-    model.train(max_epochs=200)
+    model.train(max_steps=2000)                 # FlowModel.train: budgets, devices, checkpoints
     fake = model.generate(conditions={"B": 100, "NK": 50})
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,10 +25,7 @@ import torch
 
 from exprflow.backbones.base import GeneAware, GeneContext
 from exprflow.models.base import FlowModel
-from exprflow.models.history import training_history
-from exprflow.models.seeding import seeded_training
-from exprflow.models.fit import fit_plan
-from exprflow.models.training import FlowTrainingPlan, OptimConfig
+from exprflow.training.plans import FlowTrainingPlan, OptimConfig
 from exprflow.representations import LogNormalLibrary, StateVector, StateVectorConfig, log1p_to_counts
 
 logger = logging.getLogger(__name__)
@@ -45,7 +41,7 @@ class StateFlowConfig:
     coupling: str = "independent"
     cond_dropout: float = 0.1
     representation: StateVectorConfig = StateVectorConfig()
-    optim: OptimConfig = OptimConfig()
+    flow_optim: OptimConfig = OptimConfig()
     count_method: str = "stochastic_round"
 
 
@@ -74,48 +70,11 @@ class StateFlow(FlowModel):
                 sum(p.numel() for p in self.backbone.parameters()),
             )
 
-    @seeded_training
-    def train(
-        self,
-        max_epochs: int | None = None,
-        batch_size: int = 256,
-        max_steps: int | None = None,
-        accelerator: str = "cpu",
-        devices: int | str = 1,
-        seed: int = 0,
-        progress_bar: bool = True,
-        log_dir: str | None = None,
-        num_nodes: int = 1,
-        strategy: str = "auto",
-        checkpoint_dir: str | None = None,
-        checkpoint_every: int | None = None,
-        resume: bool = False,
-    ) -> "StateFlow":
-        """Train with Lightning. Give ``max_epochs`` or ``max_steps`` (default: 2,000 steps).
+    def _flow_data(self, budget, trainer):
+        return self.data.X, self.train_codes
 
-        ``batch_size`` cells per device; ``devices``, ``num_nodes``, ``strategy="ddp"``: multi-device
-        training (docs/scaling.md). ``checkpoint_dir``: write ``flow.ckpt`` there every
-        ``checkpoint_every`` steps and at the end; ``resume=True`` continues from it exactly.
-        ``seed``: initialises the networks of a model not trained yet (a trained one continues from
-        its weights) and draws the batches, so it alone fixes the result on CPU, whatever the global
-        random state; the caller's torch, NumPy and Python generators are left as they were
-        (:mod:`exprflow.models.seeding`).
-        """
-        if max_epochs is None and max_steps is None:
-            max_steps = 2000
-        self.plan = FlowTrainingPlan(self.backbone, self.objective, self.representation.encode, self.config.optim, 0)
-        start = time.perf_counter()
-        fit_plan(
-            self.plan, self.data.X, self.train_codes, batch_size=batch_size, max_epochs=max_epochs,
-            max_steps=max_steps, accelerator=accelerator, devices=devices, seed=seed,
-            progress_bar=progress_bar, log_dir=log_dir, num_nodes=num_nodes, strategy=strategy,
-            checkpoint_path=None if checkpoint_dir is None else f"{checkpoint_dir}/flow.ckpt",
-            checkpoint_every=checkpoint_every, resume=resume,
-        )
-        self.train_seconds = time.perf_counter() - start
-        self.history = training_history(flow=self.plan.history)
-        self.is_trained = True
-        return self
+    def _flow_plan(self, budget) -> FlowTrainingPlan:
+        return FlowTrainingPlan(self.backbone, self.objective, self.representation.encode, self.config.flow_optim, 0)
 
     def _generate_chunk(self, codes, n, *, n_steps, solver, guidance, generator, rng) -> sp.csr_matrix:
         x, self._last_nfe = self.sample_states(codes, n, n_steps=n_steps, solver=solver, guidance=guidance,
@@ -146,7 +105,7 @@ class StateFlow(FlowModel):
         return tensors
 
     def _load_extra(self, saved: dict, tensors: dict[str, torch.Tensor]) -> None:
-        from exprflow.models.restore import load_backbone_weights
+        from exprflow.persistence.restore import load_backbone_weights
 
         self.representation = StateVector(self.config.representation).load_state_dict(saved["representation"])
         self.library = LogNormalLibrary().load_state_dict(saved["library"])

@@ -25,9 +25,8 @@ from __future__ import annotations
 
 import inspect
 import logging
-import time
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -37,32 +36,34 @@ from torch.utils.data import DataLoader, TensorDataset
 from exprflow import __version__
 from exprflow.backbones.time_sequence import TimeSequenceBackbone
 from exprflow.data import read_adata
+from exprflow.data.setup import resolve_setup, write_setup
 from exprflow.data.timecourse import TimeCourse, prepare_timecourse
 from exprflow.errors import ExprflowInputError
 from exprflow.flows.sequence_objective import SequenceRectifiedFlow, sample_trajectories
 from exprflow.flows.trajectories import chain_sequences
-from exprflow.models.persistence import config_from_dict
-from exprflow.models.fit import fit_loader
-from exprflow.models.history import history_from_json, history_to_json, training_history
+from exprflow.models.base import FlowModel
 from exprflow.models.latent_flow import default_vae_steps
-from exprflow.models.persistence import save_model_dir
-from exprflow.models.restore import load_backbone_weights
-from exprflow.models.seeding import DEFAULT_SEED, init_networks, seeded_training
-from exprflow.models.setup import resolve_setup, write_setup
-from exprflow.models.trajectory_encoders import ENCODERS
-from exprflow.models.trajectory_output import TimeCourseSetup, locate_time, trajectory_adata
-from exprflow.models.training import FlowTrainingPlan, OptimConfig
+from exprflow.output.trajectory import TimeCourseSetup, locate_time, trajectory_adata
+from exprflow.persistence.restore import load_backbone_weights
+from exprflow.representations.count_latent import CountLatent
+from exprflow.representations.gaussian import GaussianPCA
+from exprflow.representations.vae import VAEConfig
+from exprflow.training.plans import OptimConfig
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class TrajectoryFlowConfig:
-    """Everything that defines a TrajectoryFlow (saved as ``config.json``)."""
+    """Everything that defines a TrajectoryFlow (saved as ``config.json``).
 
-    representation: str = "auto"  # "auto" (count_vae for counts, gaussian otherwise) | "count_vae" | "gaussian"
-    n_latent: int = 10
-    likelihood: str = "nb"  # count_vae only
+    ``representation``: ``"count_vae"`` (raw counts), ``"gaussian"`` (PCA with a Gaussian decoder, for
+    FPKM / log data) or ``"auto"`` (by the data); ``vae.n_latent`` is the latent size of either.
+    """
+
+    representation: str = "auto"
+    vae: VAEConfig = VAEConfig()
+    vae_optim: OptimConfig = OptimConfig(lr=1e-3, weight_decay=1e-6, warmup_steps=0, min_lr_ratio=0.1, grad_clip=0.0)
     backbone: str = "s4d"  # s4d | hyena | mamba | transformer | hybrid (mixer over the time axis)
     backbone_kwargs: dict | None = None  # width, depth, mlp_ratio, time_dim, dropout, causal, mixer_kwargs
     time_points: list | None = None  # the time grid; None = the observed time levels
@@ -73,15 +74,16 @@ class TrajectoryFlowConfig:
     chain: str = "auto"  # OT chaining: auto | exact | minibatch
     chain_batch_size: int = 256
     time_sampler: str = "uniform"
-    p_uncond: float = 0.2
+    cond_dropout: float = 0.2  # observed steps dropped from the context (classifier-free guidance style)
     decode: str = "sample"  # "sample" | "mean"
-    optim: OptimConfig = OptimConfig(lr=1e-3, warmup_steps=50)
+    flow_optim: OptimConfig = OptimConfig(lr=1e-3, warmup_steps=50)
 
 
-class TrajectoryFlow:
+class TrajectoryFlow(FlowModel):
     """Sequence rectified flow over the time axis of a time course (see the module docstring)."""
 
     config_cls = TrajectoryFlowConfig
+    setup_cls = TimeCourseSetup
 
     def __init__(self, adata: AnnData | str, time_key: str | None = None, layer: str | None = None,
                  condition_key: str | None = None, weight_key: str | None = None, **config) -> None:
@@ -91,23 +93,17 @@ class TrajectoryFlow:
                 "lineage, with weight_key=) and leave condition_key unset."
             )
         adata = read_adata(adata)
-        known = {f.name for f in fields(TrajectoryFlowConfig)}
-        unknown = sorted(set(config) - known)
-        if unknown:
-            raise ExprflowInputError(f"Unknown TrajectoryFlow option(s) {unknown}; valid: {sorted(known)}.")
         self.setup = resolve_setup(adata, TimeCourseSetup, "TrajectoryFlow", layer=layer, time_key=time_key,
                                    weight_key=weight_key or config.pop("weight_key", None))
         if self.setup.time_key is None:
             raise ExprflowInputError("Give time_key= (the obs column with each cell's time), or call "
                                      "TrajectoryFlow.setup_anndata(adata, time_key=...) first.")
-        optim = config.pop("optim", None)
-        self.config = TrajectoryFlowConfig(weight_key=self.setup.weight_key, **config,
-                                           **({} if optim is None else {"optim": _optim(optim)}))
-        c = self.config
+        self.config = c = self._make_config({**config, "weight_key": self.setup.weight_key})
         course = prepare_timecourse(adata, self.setup.time_key, layer=self.setup.layer, weight_key=c.weight_key,
                                     min_weight=c.min_weight, n_bins=c.n_bins)
         self.course: TimeCourse | None = course
-        self.var_names = list(course.data.var_names)
+        self.data, self.var, self.var_names = course.data, adata.var, list(course.data.var_names)
+        self.levels, self.train_codes, self.condition_space = None, None, None
         self._set_grid(course)
         name = c.representation
         if name == "auto":
@@ -115,18 +111,14 @@ class TrajectoryFlow:
         if name == "count_vae" and not course.data.is_counts:
             raise ExprflowInputError("representation='count_vae' needs raw integer counts; this data is not "
                                      "counts (use representation='gaussian' for FPKM / log data).")
-        self.representation = name
-        if name == "gaussian" and c.n_latent >= min(course.data.n_cells, course.data.n_genes):
-            raise ExprflowInputError(f"n_latent={c.n_latent} needs more cells and genes than "
+        self.representation_name = name
+        if name == "gaussian" and c.vae.n_latent >= min(course.data.n_cells, course.data.n_genes):
+            raise ExprflowInputError(f"n_latent={c.vae.n_latent} needs more cells and genes than "
                                      f"{course.data.n_cells} x {course.data.n_genes}; lower n_latent.")
-        init_networks(self, DEFAULT_SEED)  # train(seed=...) initialises them again from its own seed
-        self.plan = None
-        self.history: dict = {}
-        self.train_seconds: float | None = None
-        self.is_trained = False
+        self._finish_init()
 
     def __repr__(self) -> str:
-        from exprflow.models.output import model_repr
+        from exprflow.output.anndata import model_repr
 
         return model_repr(self) + f"\n  time grid: {len(self.time_grid)} steps"
 
@@ -135,7 +127,7 @@ class TrajectoryFlow:
     def setup_anndata(cls, adata: AnnData, time_key: str, layer: str | None = None,
                       weight_key: str | None = None) -> None:
         """Validate the time column (and layer / lineage weights) and store them in
-        ``adata.uns["_exprflow_setup"]`` (the one change made to ``adata``; see :mod:`exprflow.models.setup`)."""
+        ``adata.uns["_exprflow_setup"]`` (the one change made to ``adata``; see :mod:`exprflow.data.setup`)."""
         prepare_timecourse(adata, time_key, layer=layer, weight_key=weight_key)
         write_setup(adata, TimeCourseSetup(layer=layer, time_key=time_key, weight_key=weight_key), cls.__name__)
 
@@ -154,69 +146,57 @@ class TrajectoryFlow:
         self.positions = ((grid - grid[0]) / span).astype(np.float32)
         self.level_of_grid = {i: course.time_labels.index(self.time_labels[i]) for i in np.flatnonzero(self.present)}
 
-    def _init_networks(self) -> None:  # called by exprflow.models.seeding.init_networks
+    def _build_networks(self, n_conditions: int = 0) -> None:
         c = self.config
-        self.encoder = ENCODERS.get(self.representation)(len(self.var_names), c.n_latent, likelihood=c.likelihood)
-        self._build_backbone()
-
-    def _build_backbone(self) -> None:
-        kwargs = dict(self.config.backbone_kwargs or {})
+        if self.representation_name == "count_vae":
+            self.representation = CountLatent(len(self.var_names), c.vae)
+        else:
+            self.representation = GaussianPCA(len(self.var_names), c.vae.n_latent)
+        kwargs = dict(c.backbone_kwargs or {})
         valid = sorted(set(inspect.signature(TimeSequenceBackbone).parameters) - {"dim", "backbone", "n_conditions"})
         unknown = sorted(set(kwargs) - set(valid))
         if unknown:
             raise ExprflowInputError(f"backbone_kwargs: the time-axis backbone has no option(s) {unknown}; "
                                      f"valid: {valid}.")
-        self.backbone = TimeSequenceBackbone(self.encoder.dim, backbone=self.config.backbone, **kwargs)
+        self.backbone = TimeSequenceBackbone(self.representation.dim, backbone=c.backbone, **kwargs)
         self.objective = SequenceRectifiedFlow(torch.from_numpy(self.positions), torch.from_numpy(self.present),
-                                               self.config.time_sampler, self.config.p_uncond)
+                                               c.time_sampler, c.cond_dropout)
 
     # ---------------------------------------------------------------- training
-    @seeded_training
-    def train(self, max_epochs: int | None = None, max_steps: int | None = None, batch_size: int = 128,
-              vae_steps: int | None = None, seed: int = 0, accelerator: str = "cpu", devices: int | str = 1,
-              progress_bar: bool = True, log_dir: str | None = None,
-              representation_from: TrajectoryFlow | None = None) -> TrajectoryFlow:
-        """Fit the latent space (VAE phase for counts), chain OT trajectories, train the sequence flow.
+    @property
+    def phases(self) -> tuple[str, ...]:
+        return ("vae", "flow") if self.representation_name == "count_vae" else ("flow",)
 
-        ``max_steps`` / ``max_epochs``: the flow's budget (default 2,000 steps; an epoch is one pass
-        over the ``n_sequences`` chained trajectories). ``vae_steps``: the count VAE's (default
-        :func:`~exprflow.models.latent_flow.default_vae_steps`). ``representation_from``: a trained
-        TrajectoryFlow on the same cells whose fitted latent space is reused (compare backbones on one
-        latent space; its VAE is not trained again). ``seed`` as in
-        :meth:`~exprflow.models.state_flow.StateFlow.train`.
-        """
-        if self.course is None:
-            raise ExprflowInputError("A loaded model cannot be trained again; build a new TrajectoryFlow(adata).")
-        if max_epochs is None and max_steps is None:
-            max_steps = 2000
-        common = dict(accelerator=accelerator, devices=devices, progress_bar=progress_bar, log_dir=log_dir)
-        start = time.perf_counter()
-        X = self.course.data.X
+    def _budget_defaults(self) -> dict:
+        X = self.data.X
+        return {"vae_steps": lambda batch: default_vae_steps(X.shape[0], X.shape[1], batch), "flow_steps": 2000,
+                "batch_size": 128, "flow_batch_size": 128}
+
+    def _train_representation(self, budget, trainer, representation_from) -> None:
+        """Fit the latent space (the VAE phase for counts) or reuse ``representation_from``'s (a trained
+        TrajectoryFlow on the same cells: backbones compared on one latent space); then the train states."""
+        X = self.data.X
         if representation_from is not None:
-            if representation_from.var_names != self.var_names or not representation_from.is_trained:
+            if not isinstance(representation_from, TrajectoryFlow) or representation_from.var_names != self.var_names \
+                    or not representation_from.is_trained:
                 raise ExprflowInputError("representation_from must be a trained TrajectoryFlow on the same genes.")
-            self.encoder = representation_from.encoder
-        elif self.encoder.is_counts:
-            vae_steps = vae_steps or default_vae_steps(X.shape[0], X.shape[1], batch_size)
-            self.encoder.fit(X, seed=seed, steps=vae_steps, batch_size=batch_size, **common)
+            self.representation = representation_from.representation
+            states = self.representation.encode(X)
         else:
-            self.encoder.fit(X, seed=seed)
-        states = self.encoder.encode(X)
+            states = self.representation.fit(X, optim=self.config.vae_optim, budget=budget, trainer=trainer)
         self.train_states, self.train_codes = states, np.asarray(self.course.time_codes)
         self.train_weights = self.course.weights
-        sequences = self.chain(self.config.n_sequences, seed=seed)  # (N, T, d)
-        torch.manual_seed(seed)
-        gen = torch.Generator().manual_seed(seed)
-        loader = DataLoader(_Trajectories(torch.from_numpy(sequences)), batch_size=min(batch_size, len(sequences)),
-                            shuffle=True, drop_last=True, generator=gen)
-        self.plan = FlowTrainingPlan(self.backbone, self.objective, lambda s: s, self.config.optim, 0)
-        fit_loader(self.plan, loader, max_epochs=max_epochs, max_steps=max_steps, seed=seed, **common)
-        self.train_seconds = time.perf_counter() - start
-        flow = list(self.plan.history)
-        vae = getattr(getattr(self.encoder, "plan", None), "history", None)
-        self.history = training_history(vae=vae, flow=flow) if vae is not None else training_history(flow=flow)
-        self.is_trained = True
-        return self
+
+    def _flow_data(self, budget, trainer) -> DataLoader:
+        sequences = self.chain(self.config.n_sequences, seed=trainer.seed)  # (N, T, d)
+        torch.manual_seed(trainer.seed)
+        gen = torch.Generator().manual_seed(trainer.seed)
+        return DataLoader(_Trajectories(torch.from_numpy(sequences)), batch_size=min(budget.batch_size, len(sequences)),
+                          shuffle=True, drop_last=True, generator=gen)
+
+    def _phase_histories(self) -> dict:
+        vae = {"vae": self.representation.history} if self.representation_name == "count_vae" else {}
+        return {**vae, "flow": self.plan.history}
 
     def chain(self, n: int, *, seed: int = 0, skip: int | None = None) -> np.ndarray:
         """``n`` OT-chained trajectories of train states on the grid ``(n, T, d)`` (zeros where no data).
@@ -231,7 +211,7 @@ class TrajectoryFlow:
             weights.append(None if self.train_weights is None else self.train_weights[rows])
         idx = chain_sequences(groups, n, method=self.config.chain, seed=seed, weights=weights,
                               batch_size=self.config.chain_batch_size)
-        out = np.zeros((n, len(self.time_grid), self.encoder.dim), dtype=np.float32)
+        out = np.zeros((n, len(self.time_grid), self.representation.dim), dtype=np.float32)
         for col, (i, g) in enumerate(zip(grid_steps, groups)):
             out[:, i] = g[idx[:, col]]
         return out
@@ -253,7 +233,7 @@ class TrajectoryFlow:
         if context not in ("none", "observed"):
             raise ExprflowInputError(f"context must be 'none' or 'observed', got {context!r}.")
         gen = torch.Generator().manual_seed(seed)
-        x0 = torch.randn(n, len(self.time_grid), self.encoder.dim, generator=gen)
+        x0 = torch.randn(n, len(self.time_grid), self.representation.dim, generator=gen)
         observed = torch.zeros(n, len(self.time_grid), dtype=torch.bool)
         values = torch.zeros_like(x0)
         if context == "observed":
@@ -285,7 +265,7 @@ class TrajectoryFlow:
                                        seed=seed)
         rng = np.random.default_rng(seed)
         z = states[:, k0] if k0 == k1 else (1.0 - w) * states[:, k0] + w * states[:, k1]
-        X = self.encoder.decode(z, rng, sample=(decode or self.config.decode) == "sample")
+        X = self.representation.decode(z, rng, sample=(decode or self.config.decode) == "sample")
         provenance = self._provenance("predict", seed, n_steps, solver, context)
         provenance.update(time=str(time), grid_steps=[self.time_labels[k0], self.time_labels[k1]], weight=w)
         adata = trajectory_adata(X, self, np.full(n_cells, k1 if w >= 0.5 else k0), trajectory=None,
@@ -304,7 +284,7 @@ class TrajectoryFlow:
         states, observed = self.sample_states(n, context=context, n_steps=n_steps, solver=solver, seed=seed)
         T = len(self.time_grid)
         rng = np.random.default_rng(seed)
-        X = self.encoder.decode(states.reshape(n * T, -1), rng, sample=(decode or self.config.decode) == "sample")
+        X = self.representation.decode(states.reshape(n * T, -1), rng, sample=(decode or self.config.decode) == "sample")
         adata = trajectory_adata(X, self, np.tile(np.arange(T), n), trajectory=np.repeat(np.arange(n), T),
                                  provenance=self._provenance("generate_trajectories", seed, n_steps, solver, context))
         adata.obs["observed"] = observed.reshape(-1)
@@ -326,57 +306,39 @@ class TrajectoryFlow:
                 "solver": solver, "nfe": self._last_nfe, "context": context, "config": asdict(self.config)}
 
     # ----------------------------------------------------------- persistence
-    def save(self, dir_path: str, overwrite: bool = False) -> None:
-        """Save to a directory (``config.json`` + ``weights.pt`` of plain tensors), atomically.
+    # The train cells' latent states (and time codes) are saved too: they are predict()'s context.
+    def _extra_state(self) -> dict:
+        return {"representation": self.representation_name, "encoder": self.representation.state_dict()[0],
+                "time_grid": self.time_grid.tolist(), "time_labels": self.time_labels, "present": self.present.tolist(),
+                "level_of_grid": {str(k): v for k, v in self.level_of_grid.items()}}
 
-        The train cells' latent states (and time codes) are saved too: they are the context of
-        :meth:`predict` after loading.
-        """
-        if not self.is_trained:
-            raise ExprflowInputError("Nothing to save: the model is not trained.")
-        enc_fields, enc_tensors = self.encoder.state()
-        config = {
-            "model": type(self).__name__, "exprflow_version": __version__, "torch_version": torch.__version__,
-            "config": asdict(self.config), "setup": asdict(self.setup), "var_names": self.var_names,
-            "representation": self.representation, "encoder": enc_fields, "time_grid": self.time_grid.tolist(),
-            "time_labels": self.time_labels, "present": self.present.tolist(),
-            "level_of_grid": {str(k): v for k, v in self.level_of_grid.items()},
-            "train_seconds": self.train_seconds, "history": history_to_json(self.history),
-        }
-        tensors = {f"encoder.{k}": v for k, v in enc_tensors.items()}
+    def _tensors(self) -> dict[str, torch.Tensor]:
+        tensors = {f"encoder.{k}": v for k, v in self.representation.state_dict()[1].items()}
         tensors.update({f"backbone.{k}": v for k, v in self.backbone.state_dict().items()})
         if self.plan is not None:
             tensors.update({f"ema.{k}": v for k, v in self.plan.ema.shadow.items()})
-        tensors.update({"context.states": torch.from_numpy(self.train_states),
+        tensors.update({"context.states": torch.from_numpy(np.asarray(self.train_states)),
                         "context.codes": torch.from_numpy(self.train_codes)})
         if self.train_weights is not None:
             tensors["context.weights"] = torch.from_numpy(np.asarray(self.train_weights))
-        save_model_dir(dir_path, config, tensors, overwrite=overwrite)
+        return tensors
 
-    @classmethod
-    def load(cls, dir_path: str, adata: AnnData | None = None) -> TrajectoryFlow:
-        """Load a saved model; with ``adata``, check that its genes match the model's."""
-        from exprflow.models.restore import read_saved
-
-        saved, tensors = read_saved(cls, dir_path, adata)
-        self = cls.__new__(cls)
-        self.config = config_from_dict(cls.config_cls, saved["config"])
-        self.setup = TimeCourseSetup(**saved["setup"])
-        self.var_names, self.representation = list(saved["var_names"]), saved["representation"]
+    def _load_meta(self, saved: dict) -> None:
+        self.representation_name = saved["representation"]
         self.time_grid = np.asarray(saved["time_grid"], dtype=np.float64)
         self.time_labels, self.present = list(saved["time_labels"]), np.asarray(saved["present"], dtype=bool)
         self.positions = ((self.time_grid - self.time_grid[0]) / (self.time_grid[-1] - self.time_grid[0])).astype(np.float32)
         self.level_of_grid = {int(k): int(v) for k, v in saved["level_of_grid"].items()}
-        self.course, self.plan, self.is_trained = None, None, True
-        self.history, self.train_seconds = history_from_json(saved.get("history")), saved.get("train_seconds")
-        self._init_networks()
-        self.encoder.load(saved["encoder"], {k[8:]: v for k, v in tensors.items() if k.startswith("encoder.")})
+        self.course = None
+
+    def _load_extra(self, saved: dict, tensors: dict[str, torch.Tensor]) -> None:
+        self.representation.load_state_dict(saved["encoder"], {k[8:]: v for k, v in tensors.items()
+                                                               if k.startswith("encoder.")})
         load_backbone_weights(self.backbone, {k: v for k, v in tensors.items()
                                               if k.startswith(("backbone.", "ema."))}, "backbone")
         self.train_states = tensors["context.states"].numpy()
         self.train_codes = tensors["context.codes"].numpy()
         self.train_weights = tensors["context.weights"].numpy() if "context.weights" in tensors else None
-        return self
 
 
 class _Trajectories(TensorDataset):
@@ -385,6 +347,3 @@ class _Trajectories(TensorDataset):
     def __getitem__(self, i):
         return {"x": self.tensors[0][i]}
 
-
-def _optim(value) -> OptimConfig:
-    return value if isinstance(value, OptimConfig) else OptimConfig(**value)

@@ -10,7 +10,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from exprflow.errors import ExprflowInputError
-from exprflow.models.output import cell_names
+from exprflow.output.anndata import cell_names
 
 #: how ``TrajectoryFlow.predict`` reads a numeric time between grid points
 TIME_METHODS = ("auto", "exact", "nearest", "interpolate")

@@ -12,7 +12,8 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import fields, is_dataclass
+import warnings
+from dataclasses import asdict, fields, is_dataclass, replace
 from pathlib import Path
 
 import torch
@@ -75,9 +76,9 @@ def load_model_dir(path: str | os.PathLike) -> tuple[dict, dict[str, torch.Tenso
     """Read a model directory written by :func:`save_model_dir` (weights with ``weights_only=True``).
 
     The ``model/`` folder of an ``exprflow fit`` run is read only when that run finished
-    (:func:`~exprflow.models.run_dir.check_run_readable`).
+    (:func:`~exprflow.runs.run_dir.check_run_readable`).
     """
-    from exprflow.models.run_dir import MODEL_DIR, check_run_readable
+    from exprflow.runs.run_dir import MODEL_DIR, check_run_readable
 
     path = Path(path)
     if path.name == MODEL_DIR:
@@ -98,15 +99,48 @@ def load_model_dir(path: str | os.PathLike) -> tuple[dict, dict[str, torch.Tenso
 
 
 def coerce_nested(config_cls: type, d: dict) -> dict:
-    """Turn dict values of nested-dataclass fields (e.g. ``optim``) back into their dataclasses."""
+    """Turn dict values of nested-dataclass fields (e.g. ``flow_optim``) back into their dataclasses; the
+    keys a dict leaves out keep the field's default (``vae_optim={"lr": 1e-4}`` changes the rate only)."""
     out = dict(d)
     for f in fields(config_cls):
         default = f.default
         if isinstance(out.get(f.name), dict) and is_dataclass(default):
-            out[f.name] = type(default)(**out[f.name])
+            out[f.name] = replace(default, **out[f.name])
+    return out
+
+
+#: options renamed in exprflow 0.2 -> their names now: a field, or (nested field, key). The old
+#: spellings are accepted with a DeprecationWarning for one release (and read silently from saved configs).
+RENAMED_OPTIONS = {"optim": "flow_optim", "p_uncond": "cond_dropout", "n_latent": ("vae", "n_latent"),
+                   "likelihood": ("vae", "likelihood")}
+
+
+def rename_options(options: dict, model: str | None = None, config_cls: type | None = None) -> dict:
+    """``options`` with renamed keys under their current names (``model``: warn, naming that model).
+
+    A key is renamed only when ``config_cls`` (when given) has no field of the old name.
+    """
+    names = None if config_cls is None else {f.name for f in fields(config_cls)}
+    out = dict(options)
+    for old, new in RENAMED_OPTIONS.items():
+        if old not in out or (names is not None and old in names):
+            continue
+        value = out.pop(old)
+        if model is not None:
+            where = new if isinstance(new, str) else f"{new[0]}={{{new[1]!r}: ...}}"
+            warnings.warn(f"{model}: the option {old!r} is now {where}; the old name goes in the next release.",
+                          DeprecationWarning, stacklevel=4)
+        if isinstance(new, str):
+            out.setdefault(new, value)
+        else:
+            nested = out.get(new[0])
+            nested = dict(nested) if isinstance(nested, dict) else ({} if nested is None else asdict(nested))
+            nested.setdefault(new[1], value)
+            out[new[0]] = nested
     return out
 
 
 def config_from_dict(config_cls: type, d: dict):
-    """Rebuild a (possibly nested) frozen config dataclass from its ``asdict`` form."""
-    return config_cls(**coerce_nested(config_cls, d))
+    """Rebuild a (possibly nested) frozen config dataclass from its ``asdict`` form (renamed options read
+    under their current names)."""
+    return config_cls(**coerce_nested(config_cls, rename_options(d, config_cls=config_cls)))

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from exprflow.errors import ExprflowInputError
-from exprflow.models.training import OptimConfig, adamw_warmup_cosine
+from exprflow.training.plans import OptimConfig, adamw_warmup_cosine
 from exprflow.representations.dna import N_TOKEN
 
 LOG2 = math.log(2.0)

@@ -22,8 +22,8 @@ from torch import Tensor
 
 from exprflow.errors import ExprflowInputError
 from exprflow.flows import drop_conditions
-from exprflow.models.fit import fit_plan
-from exprflow.models.training import FlowTrainingPlan
+from exprflow.training.fit import fit_plan
+from exprflow.training.plans import FlowTrainingPlan
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ def teacher_pairs(model, n_pairs: int, *, n_steps: int, solver: str, seed: int, 
     x0 = torch.randn(n_pairs, model.backbone.dim, generator=gen)
     x1 = torch.empty_like(x0)
     order = np.arange(n_pairs) if codes is None else np.argsort(codes, kind="stable")
-    from exprflow.models.base import chunks_by_condition
+    from exprflow.output.generation import chunks_by_condition
 
     for idx in chunks_by_condition(order, codes, batch_size):
         part = None if codes is None else codes[idx]

@@ -7,7 +7,7 @@ from torch import Tensor
 
 import lightning as L
 
-from exprflow.models.training import OptimConfig, adamw_warmup_cosine
+from exprflow.training.plans import OptimConfig, adamw_warmup_cosine
 from exprflow.representations.vae import CountVAE
 
 

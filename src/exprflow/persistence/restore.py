@@ -47,7 +47,7 @@ def read_saved(cls: type, dir_path, adata: AnnData | None = None) -> tuple[dict,
     Clear errors when the directory holds another kind of model, or (with ``adata``) when the AnnData's
     genes are not the model's.
     """
-    from exprflow.models.persistence import load_model_dir
+    from exprflow.persistence.model_dir import load_model_dir
 
     saved, tensors = load_model_dir(dir_path)
     if saved.get("model") != cls.__name__:

@@ -2,7 +2,7 @@
 
 ::
 
-    OUT/.lock             the process that owns the run while it runs (:mod:`exprflow.models.run_lock`)
+    OUT/.lock             the process that owns the run while it runs (:mod:`exprflow.runs.run_lock`)
     OUT/run.json          the options the run was started with (checked again on --resume) and its
                           record ``exprflow_run``: id, status (running | complete), phases finished
     OUT/checkpoints/      training checkpoints (flow.ckpt; vae.ckpt for two-phase models)
@@ -30,7 +30,7 @@ from typing import Any
 
 from exprflow.errors import ExprflowInputError
 from exprflow.io import write_text_atomic
-from exprflow.models.run_lock import LOCK_FILE, describe_owner, lock_is_live, read_lock
+from exprflow.runs.run_lock import LOCK_FILE, describe_owner, lock_is_live, read_lock
 
 RUN_FILE = "run.json"
 RECORD_KEY = "exprflow_run"

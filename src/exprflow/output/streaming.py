@@ -37,7 +37,7 @@ import numpy as np
 from exprflow import __version__
 from exprflow.data.h5ad_parts import PartStore, write_h5ad_from_parts
 from exprflow.errors import ExprflowInputError
-from exprflow.models.output import cell_names
+from exprflow.output.anndata import cell_names
 
 logger = logging.getLogger(__name__)
 

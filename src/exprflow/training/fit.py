@@ -8,7 +8,7 @@ pure function of the seed and ``k``, and the processes of a DDP run see disjoint
 Multi-device / multi-node training is Lightning's: ``devices``, ``num_nodes`` and ``strategy="ddp"``
 (gloo on CPU, NCCL on GPUs; launched by Lightning itself, by ``torchrun`` or by SLURM's ``srun``; see
 docs/scaling.md). Checkpoints (``checkpoint_path``, ``checkpoint_every``) are written by rank 0 only,
-atomically, and ``resume=True`` continues from one exactly (:mod:`exprflow.models.checkpoint`).
+atomically, and ``resume=True`` continues from one exactly (:mod:`exprflow.training.checkpoint`).
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from torch.utils.data import DataLoader
 
 from exprflow.data.loaders import CellDataset
 from exprflow.data.samplers import StepBatchSampler, step_loader
-from exprflow.models.checkpoint import AtomicCheckpointIO, StepCheckpoint, read_checkpoint
-from exprflow.models.run_dir import record_phase
+from exprflow.training.checkpoint import AtomicCheckpointIO, StepCheckpoint, read_checkpoint
+from exprflow.runs.run_dir import record_phase
 from exprflow.threads import thread_limit
 
 logger = logging.getLogger(__name__)

@@ -30,7 +30,7 @@ import torch
 from lightning.fabric.plugins.io.checkpoint_io import CheckpointIO
 
 from exprflow.errors import ExprflowInputError
-from exprflow.models.persistence import unsafe_load_reason
+from exprflow.persistence.model_dir import unsafe_load_reason
 
 logger = logging.getLogger(__name__)
 
