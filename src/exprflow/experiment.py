@@ -41,6 +41,7 @@ from exprflow.models import MODELS
 from exprflow.runs.run_dir import (EXPERIMENT_KEY, REPORT_FILES, check_run_dir, finish_run_dir,
                                      start_run_dir)
 from exprflow.runs.run_lock import RunLock
+from exprflow.sampling.options import EULER_REFERENCE
 
 logger = logging.getLogger(__name__)
 
@@ -57,9 +58,9 @@ class ExperimentSpec:
     max_steps: int | None = None
     batch_size: int | None = None  # None: the model's default
     train_kwargs: dict = field(default_factory=dict)  # model-specific, e.g. {"flow_steps": 4000}
-    n_steps: int = 16
-    solver: str = "euler"
-    guidance: float = 1.0
+    n_steps: int = EULER_REFERENCE.n_steps  # every model on the same fine grid: equal network evaluations
+    solver: str = EULER_REFERENCE.solver
+    guidance: float = EULER_REFERENCE.guidance
     seed: int = 0
     split_seed: int = 0
 

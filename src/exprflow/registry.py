@@ -1,32 +1,88 @@
 """Name -> component registries.
 
-Backbones, couplings, time samplers, solvers and (later) likelihoods and tokenizers are chosen by
-name, never by if/elif chains. A registry maps a lower-case name to a factory::
+Backbones, couplings, time samplers, solvers, likelihoods and tokenizers are chosen by name, never by
+if/elif chains. A registry maps a lower-case name to a factory::
 
     BACKBONES = Registry("backbone")
 
     @BACKBONES.register("mlp")
     class MLPBackbone(nn.Module): ...
 
-    BACKBONES.get("mlp")      # -> MLPBackbone
-    BACKBONES.names()         # -> ["mlp", ...]
+    BACKBONES.build("mlp", dim=11, n_conditions=3, hidden=64)   # -> MLPBackbone(...)
+    BACKBONES.get("mlp")                                       # -> MLPBackbone
+    BACKBONES.names()                                          # -> ["mlp", ...]
+
+:meth:`Registry.build` is the one place where the keyword options of an entry are checked: they are
+read once from the entry's signature, and an unknown option is refused with the list of valid ones.
+This module is the only one in exprflow that reads signatures (:mod:`inspect`).
 """
 
 from __future__ import annotations
 
-from typing import Callable, Generic, TypeVar
+import inspect
+from dataclasses import fields, is_dataclass
+from typing import Any, Callable, Collection, Generic, Mapping, TypeVar
 
 from exprflow.errors import ExprflowInputError
 
 T = TypeVar("T")
 
+_KEYWORD_KINDS = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+
+
+def keyword_parameters(func: Callable) -> frozenset[str] | None:
+    """Names of the keyword arguments ``func`` (a function or a class) accepts.
+
+    Parameters
+    ----------
+    func
+        A function, method or class (its ``__init__`` without ``self``).
+
+    Returns
+    -------
+    frozenset of str or None
+        The names, or ``None`` when ``func`` takes ``**kwargs`` (any name is accepted).
+    """
+    params = inspect.signature(func).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return None
+    return frozenset(p.name for p in params if p.kind in _KEYWORD_KINDS and p.name != "self")
+
+
+def accepted_train_options(model_cls: type) -> frozenset[str]:
+    """The options ``model_cls.train`` accepts.
+
+    Parameters
+    ----------
+    model_cls
+        A model class (an entry of ``exprflow.models.MODELS``).
+
+    Returns
+    -------
+    frozenset of str
+        ``model_cls.train_options()`` where the model declares its options (names, or a dataclass of
+        them); otherwise the keyword parameters of ``model_cls.train``.
+    """
+    declared = getattr(model_cls, "train_options", None)
+    if declared is not None:
+        options = declared()
+        return frozenset(f.name for f in fields(options)) if is_dataclass(options) else frozenset(options)
+    return keyword_parameters(model_cls.train) or frozenset()
+
 
 class Registry(Generic[T]):
-    """A named collection of factories of one kind (e.g. all backbones)."""
+    """A named collection of factories of one kind (e.g. all backbones).
+
+    Parameters
+    ----------
+    kind
+        What the entries are, as written in error messages (``"backbone"``, ``"solver"``).
+    """
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self._items: dict[str, T] = {}
+        self._options: dict[str, frozenset[str] | None] = {}
 
     def register(self, name: str) -> Callable[[T], T]:
         """Decorator that registers ``obj`` under ``name`` (lower-case, unique)."""
@@ -48,6 +104,64 @@ class Registry(Generic[T]):
                 f"Unknown {self.kind} {name!r}. Choose one of: {', '.join(self.names())}."
             )
         return self._items[key]
+
+    def options(self, name: str) -> frozenset[str] | None:
+        """Keyword options of the entry ``name`` (read once from its signature); ``None``: any."""
+        key = str(name).lower()
+        if key not in self._options:
+            self._options[key] = keyword_parameters(self.get(name))
+        return self._options[key]
+
+    def check_options(self, name: str, kwargs: Mapping[str, Any], *, reserved: Collection[str] = ()) -> None:
+        """Refuse keyword options the entry ``name`` does not take.
+
+        Parameters
+        ----------
+        name
+            A registered name.
+        kwargs
+            The options to check.
+        reserved
+            Options the caller supplies itself (e.g. a backbone's ``dim``): neither listed as valid nor
+            accepted in ``kwargs``.
+
+        Raises
+        ------
+        ExprflowInputError
+            An unknown name (listing the registered names) or unknown options (listing the valid ones).
+        """
+        valid = self.options(name)
+        if valid is None:
+            return
+        valid = valid - set(reserved)
+        unknown = sorted(set(kwargs) - valid)
+        if unknown:
+            raise ExprflowInputError(
+                f"{self.kind} {name!r} has no option(s) {unknown}; valid: {sorted(valid)}."
+            )
+
+    def build(self, name: str, /, *args: Any, **kwargs: Any) -> Any:
+        """Build the entry ``name`` with ``args`` and ``kwargs``, checked by :meth:`check_options` first.
+
+        Parameters
+        ----------
+        name
+            A registered name (case-insensitive).
+        *args, **kwargs
+            Passed to the registered factory.
+
+        Returns
+        -------
+        object
+            What the factory returns (e.g. a backbone module).
+
+        Raises
+        ------
+        ExprflowInputError
+            An unknown name or an unknown keyword option, with the valid choices.
+        """
+        self.check_options(name, kwargs)
+        return self.get(name)(*args, **kwargs)
 
     def names(self) -> list[str]:
         """Registered names, sorted."""

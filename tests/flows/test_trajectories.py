@@ -82,10 +82,24 @@ def test_displacement_interpolation_lies_halfway_along_the_plan():
 
 def test_observed_masks_stay_within_present_and_leave_a_query():
     present = torch.tensor([True, False, True, True])
-    obs = sample_observed(present, 500, p_uncond=0.2, generator=torch.Generator().manual_seed(0))
+    obs = sample_observed(present, 500, cond_dropout=0.2, generator=torch.Generator().manual_seed(0))
     assert not obs[:, 1].any()
     assert ((present & ~obs).any(dim=1)).all()
     assert 0.1 < (~obs.any(dim=1)).float().mean() < 0.6  # unconditional rows and rows with rate ~ 0
+
+
+def test_p_uncond_is_a_deprecated_alias_of_cond_dropout():
+    from exprflow.flows.sequence_objective import SequenceRectifiedFlow
+
+    present = torch.tensor([True, True, True])
+    new = sample_observed(present, 200, cond_dropout=0.5, generator=torch.Generator().manual_seed(1))
+    with pytest.warns(DeprecationWarning, match="p_uncond= is deprecated; use cond_dropout="):
+        old = sample_observed(present, 200, p_uncond=0.5, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(new, old)
+    with pytest.warns(DeprecationWarning):
+        assert SequenceRectifiedFlow(torch.linspace(0, 1, 3), present, p_uncond=0.3).cond_dropout == 0.3
+    with pytest.raises(ExprflowInputError, match="not both"):
+        sample_observed(present, 2, cond_dropout=0.1, p_uncond=0.5)
 
 
 def test_sequence_loss_ignores_absent_steps_and_observed_steps_are_reproduced():

@@ -1,4 +1,4 @@
-"""The backbone registry: ``BACKBONES.get("mlp")(dim=..., n_conditions=..., **kw)``."""
+"""The backbone registry: ``BACKBONES.build("mlp", dim=..., n_conditions=..., **kw)``."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Sequence backbones: a stack of adaLN-Zero blocks around a pluggable sequence mixer.
 
 A *mixer* maps ``(B, L, D) -> (B, L, D)`` along the sequence axis (S4D, Hyena, Mamba, attention); it is
-chosen by name from :data:`MIXERS` and built as ``MIXERS.get(name)(width, causal=..., **kwargs)``. The
+chosen by name from :data:`MIXERS` and built as ``MIXERS.build(name, width, causal=..., **kwargs)``. The
 same stack serves the gene axis (patches of genes, :mod:`exprflow.backbones.gene_sequence`) and, later,
 the time axis of trajectories.
 
@@ -36,7 +36,7 @@ class SequenceBlock(nn.Module):
     def __init__(self, width: int, mixer: str, causal: bool = False, mlp_ratio: float = 2.0,
                  dropout: float = 0.0, mixer_kwargs: dict | None = None) -> None:
         super().__init__()
-        self.mixer = MIXERS.get(mixer)(width, causal=causal, **(mixer_kwargs or {}))
+        self.mixer = MIXERS.build(mixer, width, causal=causal, **(mixer_kwargs or {}))
         inner = int(round(width * mlp_ratio))
         self.mlp = nn.Sequential(nn.Linear(width, inner), nn.GELU(), nn.Dropout(dropout), nn.Linear(inner, width))
         self.modulation = nn.Linear(width, 6 * width)

@@ -6,7 +6,7 @@ from pathlib import Path
 import click
 
 from exprflow.commands.conditions import guidance_options, like_request, parse_guidance
-from exprflow.commands.options import no_plots_option
+from exprflow.commands.options import no_plots_option, sampling_options
 from exprflow.errors import ExprflowInputError
 
 
@@ -21,11 +21,8 @@ def report_folder(out: Path) -> Path:
 @click.option("--like", "like_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Generate as many cells per condition level (label combination) as this .h5ad holds.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Output .h5ad.")
-@click.option("--n-steps", type=int, default=None, help="Solver steps (default: the model's sampler).")
-@click.option("--solver", default=None, help="euler | heun | rk4 | dopri5 (default: the model's sampler; "
-                                             "one Euler step after reflow).")
+@sampling_options()
 @guidance_options
-@click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
 @click.option("--chunk-size", type=int, default=None,
               help="Stream: generate and store this many cells at a time (bounded memory, progress bar, "

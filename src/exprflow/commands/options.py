@@ -7,6 +7,9 @@ import json
 import click
 
 from exprflow.errors import ExprflowInputError
+from exprflow.registry import accepted_train_options
+from exprflow.sampling.options import SamplingOptions
+
 
 def no_plots_option(f):
     """``--no-plots``: the run's report.md without figures (exprflow.run_report)."""
@@ -63,6 +66,32 @@ def model_options(f):
     return f
 
 
+def sampling_options(defaults: SamplingOptions | None = None):
+    """``--solver`` (a choice of the solver registry), ``--n-steps`` and ``--seed`` of a sampling command.
+
+    Parameters
+    ----------
+    defaults
+        The flags' defaults (e.g. :data:`exprflow.sampling.options.EULER_REFERENCE`); ``None`` leaves
+        ``--solver`` and ``--n-steps`` unset, so that the model's own sampler is used
+        (:class:`~exprflow.sampling.options.SamplingOptions`, or one Euler step after reflow).
+    """
+    model_default = SamplingOptions()
+    unset = (f"default: the model's sampler, {model_default.solver} with {model_default.n_steps} steps; "
+             "one Euler step after reflow")
+
+    def decorate(f):
+        given = defaults is not None
+        tail = "." if given else f" ({unset})."
+        f = click.option("--seed", type=int, default=(defaults or model_default).seed, show_default=True)(f)
+        f = click.option("--solver", type=RegistryChoice("exprflow.sampling", "SOLVERS"), show_default=given,
+                         default=getattr(defaults, "solver", None), help="ODE solver" + tail)(f)
+        return click.option("--n-steps", type=int, default=getattr(defaults, "n_steps", None),
+                            show_default=given, help="Solver steps" + tail)(f)
+
+    return decorate
+
+
 def parse_json_object(option: str, text: str | None) -> dict:
     """Parse a JSON-object option (clear error, exit 2); ``None`` gives ``{}``."""
     if text is None:
@@ -77,19 +106,16 @@ def parse_json_object(option: str, text: str | None) -> dict:
 
 
 def parse_backbone_kwargs(backbone: str, text: str | None) -> dict | None:
-    """Parse and check ``--backbone-kwargs`` against the backbone's signature (clear errors, exit 2)."""
-    import inspect
-
+    """Parse ``--backbone-kwargs`` and check it against the backbone's options (clear errors, exit 2)."""
     from exprflow.backbones import BACKBONES
 
     if text is None:
         return None
     kwargs = parse_json_object("--backbone-kwargs", text)
-    params = inspect.signature(BACKBONES.get(backbone)).parameters
-    valid = sorted(set(params) - {"dim", "n_conditions", "self"})
-    unknown = sorted(set(kwargs) - set(valid))
-    if unknown:
-        raise ExprflowInputError(f"--backbone-kwargs: backbone {backbone!r} has no option(s) {unknown}; valid: {valid}.")
+    try:
+        BACKBONES.check_options(backbone, kwargs, reserved=("dim", "n_conditions"))
+    except ExprflowInputError as exc:
+        raise ExprflowInputError(f"--backbone-kwargs: {exc}") from None
     return kwargs
 
 
@@ -136,9 +162,7 @@ def build_run_kwargs(model_cls, model_name: str, **options) -> dict:
 
     Options left at their defaults are passed only to models whose ``train`` accepts them, so models
     without multi-device or checkpoint support keep working with plain ``exprflow fit``."""
-    import inspect
-
-    accepted = inspect.signature(model_cls.train).parameters
+    accepted = accepted_train_options(model_cls)
     defaults = {"accelerator": "cpu", "devices": 1, "num_nodes": 1, "strategy": "auto", "checkpoint_every": None,
                 "resume": False, "checkpoint_dir": None}
     if options["checkpoint_every"] is None and "checkpoint_every" in accepted:

@@ -19,7 +19,9 @@ from pathlib import Path
 
 import click
 
+from exprflow.commands.options import sampling_options
 from exprflow.errors import ExprflowInputError
+from exprflow.sampling.options import EULER_REFERENCE
 
 BASELINE_NAMES = ("no_change", "train_mean", "mean_shift", "ridge", "latent_arithmetic")
 
@@ -30,9 +32,9 @@ BASELINE_NAMES = ("no_change", "train_mean", "mean_shift", "ridge", "latent_arit
               help="Control cells (.h5ad, the model's genes in its order).")
 @click.option("--condition", default=None, help="Perturbation to predict (default: the only one).")
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Output .h5ad.")
-@click.option("--n-steps", type=int, default=16, show_default=True, help="ODE steps of the flow.")
-@click.option("--solver", default="euler", show_default=True, help="euler | heun | rk4 | dopri5")
-@click.option("--guidance", type=float, default=1.0, show_default=True, help="Classifier-free guidance scale.")
+@sampling_options(EULER_REFERENCE)
+@click.option("--guidance", type=float, default=EULER_REFERENCE.guidance, show_default=True,
+              help="Classifier-free guidance scale.")
 @click.option("--decode", type=click.Choice(["sample", "mean", "residual"]), default="sample", show_default=True,
               help="Sampled integer counts, decoder means, or the control cell plus the predicted shift (residual).")
 @click.option("--baseline", type=click.Choice(BASELINE_NAMES), default=None,
@@ -42,7 +44,6 @@ BASELINE_NAMES = ("no_change", "train_mean", "mean_shift", "ridge", "latent_arit
 @click.option("--condition-key", default=None, help="--baseline: obs column of the perturbation (default: RUN's).")
 @click.option("--control-group", default=None, help="--baseline: its control level (default: RUN's).")
 @click.option("--cell-type-key", default=None, help="--baseline: obs column of cell types (default: RUN's).")
-@click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
 def predict(run, data_path, condition, out, n_steps, solver, guidance, decode, baseline, train_path, condition_key,
             control_group, cell_type_key, seed, overwrite) -> None:
@@ -99,7 +100,7 @@ def _predict_baseline(name, model, adata, train_path, condition, seed, decode, k
                 "cell_type_key": keys["cell_type_key"] or model.config.cell_type_key}
     if keys["condition_key"] is None or keys["control_group"] is None:
         raise ExprflowInputError(f"--baseline {name} needs --condition-key and --control-group (or a RUN to take them from).")
-    method = BASELINES.get(name)().fit(train, **keys)
+    method = BASELINES.build(name).fit(train, **keys)
     check_genes(method.var_names, adata)
     return method.predict_adata(adata, condition if condition is not None else _only(method.perturbations), seed=seed)
 

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import click
 
+from exprflow.commands.options import sampling_options
 from exprflow.errors import ExprflowInputError
+from exprflow.sampling.options import EULER_REFERENCE
 
 
 def _load(run: Path):
@@ -28,13 +30,11 @@ def _check_out(out: Path, overwrite: bool) -> None:
         raise ExprflowInputError(f"{out} already exists. Pass --overwrite or choose another --out file.")
 
 
-def _sampling_options(f):
+def _run_options(f):
     f = click.option("--context", type=click.Choice(["observed", "none"]), default=None,
                      help="observed: the other observed time points (real train cells chained by OT) are given "
                           "and the rest is filled in; none: everything is generated.")(f)
-    f = click.option("--n-steps", type=int, default=16, show_default=True, help="ODE steps.")(f)
-    f = click.option("--solver", default="euler", show_default=True, help="euler | heun | rk4 | dopri5")(f)
-    f = click.option("--seed", type=int, default=0, show_default=True)(f)
+    f = sampling_options(EULER_REFERENCE)(f)
     f = click.option("--overwrite", is_flag=True, help="Replace existing outputs.")(f)
     f = click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Output .h5ad.")(f)
     return click.argument("run", type=click.Path(exists=True, file_okay=False, path_type=Path))(f)
@@ -46,7 +46,7 @@ def trajectory() -> None:
 
 
 @trajectory.command()
-@_sampling_options
+@_run_options
 @click.option("--time", "time_point", required=True,
               help="A time on the model's grid (value or level label), or any time inside it with --method.")
 @click.option("--method", type=click.Choice(["auto", "exact", "nearest", "interpolate"]), default="auto",
@@ -69,7 +69,7 @@ def predict(run, out, time_point, method, n_cells, context, n_steps, solver, see
 
 
 @trajectory.command()
-@_sampling_options
+@_run_options
 @click.option("--n", "n_trajectories", type=int, default=100, show_default=True, help="Number of trajectories.")
 @click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also draw the trajectories over the real cells of --data (PNG).")

@@ -28,6 +28,7 @@ import h5py
 import numpy as np
 import scipy.sparse as sp
 
+import exprflow.data.block_shuffle as block_shuffle
 from exprflow.data.counts import CellsByGenes, drop_unused_levels
 from exprflow.data.io import check_h5ad_path, iter_row_chunks, matrix_label
 from exprflow.data.validation import MatrixScan, check_conditions, check_dtype, check_var_names
@@ -166,15 +167,11 @@ class BackedRows:
 
     def step_loader(self, conditions: np.ndarray | None, batch_size: int, **kwargs):
         """A block-shuffled, step-indexed loader for ``fit_loader`` (see :func:`exprflow.data.block_shuffle.block_step_loader`)."""
-        from exprflow.data.block_shuffle import block_step_loader
-
-        return block_step_loader(self, conditions, batch_size, **kwargs)
+        return block_shuffle.block_step_loader(self, conditions, batch_size, **kwargs)
 
     def block_loader(self, conditions: np.ndarray | None, **kwargs):
         """A block-shuffled ``DataLoader`` over these rows (see :func:`exprflow.data.block_shuffle.block_loader`)."""
-        from exprflow.data.block_shuffle import block_loader
-
-        return block_loader(self, conditions, **kwargs)
+        return block_shuffle.block_loader(self, conditions, **kwargs)
 
 
 @dataclass(frozen=True, eq=False)

@@ -29,6 +29,8 @@ import scipy.sparse as sp
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from exprflow.data.cell_dataset import CellDataset
+from exprflow.data.samplers import StepBatchSampler
 from exprflow.errors import ExprflowInputError
 
 DEFAULT_BLOCK_ROWS = 1024
@@ -208,24 +210,19 @@ class BlockCachedRows:
         return stacked[np.argsort(order, kind="stable")]
 
 
-def _step_sampler_class():
-    from exprflow.data.samplers import StepBatchSampler
+class BlockStepBatchSampler(StepBatchSampler):
+    """:class:`~exprflow.data.samplers.StepBatchSampler` whose epoch order is :func:`block_shuffled_order`."""
 
-    class BlockStepBatchSampler(StepBatchSampler):
-        """:class:`~exprflow.data.samplers.StepBatchSampler` whose epoch order is :func:`block_shuffled_order`."""
+    def __init__(self, n: int, batch_size: int, seed: int = 0, drop_last: bool = True, *,
+                 block_rows: int = DEFAULT_BLOCK_ROWS, buffer_blocks: int = DEFAULT_BUFFER_BLOCKS) -> None:
+        super().__init__(n, batch_size, seed=seed, drop_last=drop_last)
+        self.block_rows, self.buffer_blocks = int(block_rows), int(buffer_blocks)
 
-        def __init__(self, n: int, batch_size: int, seed: int = 0, drop_last: bool = True, *,
-                     block_rows: int = DEFAULT_BLOCK_ROWS, buffer_blocks: int = DEFAULT_BUFFER_BLOCKS) -> None:
-            super().__init__(n, batch_size, seed=seed, drop_last=drop_last)
-            self.block_rows, self.buffer_blocks = int(block_rows), int(buffer_blocks)
-
-        def epoch_order(self, epoch: int) -> np.ndarray:
-            if self._cache is None or self._cache[0] != epoch:
-                order = block_shuffled_order(self.n, [self.seed, int(epoch)], self.block_rows, self.buffer_blocks)
-                self._cache = (epoch, order, None)
-            return self._cache[1]
-
-    return BlockStepBatchSampler
+    def epoch_order(self, epoch: int) -> np.ndarray:
+        if self._cache is None or self._cache[0] != epoch:
+            order = block_shuffled_order(self.n, [self.seed, int(epoch)], self.block_rows, self.buffer_blocks)
+            self._cache = (epoch, order, None)
+        return self._cache[1]
 
 
 def block_step_loader(rows, conditions: np.ndarray | None, batch_size: int, *, seed: int = 0, drop_last: bool = True,
@@ -236,9 +233,7 @@ def block_step_loader(rows, conditions: np.ndarray | None, batch_size: int, *, s
     The batch of global step ``k`` is a function of ``(seed, k, rank, world size)`` (exact resume,
     disjoint rows per DDP process), and rows are read a block at a time through :class:`BlockCachedRows`.
     """
-    from exprflow.data.loaders import CellDataset
-
-    sampler = _step_sampler_class()(rows.shape[0], batch_size, seed=seed, drop_last=drop_last,
+    sampler = BlockStepBatchSampler(rows.shape[0], batch_size, seed=seed, drop_last=drop_last,
                                     block_rows=block_rows, buffer_blocks=buffer_blocks)
     dataset = CellDataset(BlockCachedRows(rows, block_rows, buffer_blocks + 1), conditions)
     return DataLoader(dataset, batch_sampler=sampler, collate_fn=dataset.collate, num_workers=num_workers,

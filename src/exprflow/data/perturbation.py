@@ -96,13 +96,6 @@ def prepare_perturbation(
 ) -> PerturbationData:
     """Validate ``adata`` for a perturbation model (nothing is modified); see the module docstring."""
     adata = read_adata(adata)
-    if condition_key is None:
-        raise ExprflowInputError(
-            "A perturbation model needs condition_key: the obs column that says which cells are control and "
-            f"which are perturbed (obs columns: {list(adata.obs.columns)})."
-        )
-    found = check_conditions(adata, condition_key)  # missing column / NaN labels: clear errors
-    check_perturbation_levels(found[1], condition_key, control_group)
     counts = prepare_counts(adata, layer=layer, condition_key=condition_key, require_counts=True)
     return perturbation_from_counts(counts, adata, control_group, cell_type_key)
 

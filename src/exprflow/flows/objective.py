@@ -52,9 +52,9 @@ class RectifiedFlow:
         if not 0.0 <= cond_dropout < 1.0:
             raise ValueError(f"cond_dropout must lie in [0, 1), got {cond_dropout}")
         if isinstance(time_sampler, str):
-            time_sampler = TIME_SAMPLERS.get(time_sampler)()
+            time_sampler = TIME_SAMPLERS.build(time_sampler)
         self.time_sampler = time_sampler
-        self.coupling = COUPLINGS.get(coupling)() if isinstance(coupling, str) else coupling
+        self.coupling = COUPLINGS.build(coupling) if isinstance(coupling, str) else coupling
         self.cond_dropout = float(cond_dropout)
         self.conditions = conditions
         self.path = RectifiedPath()

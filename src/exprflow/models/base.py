@@ -39,6 +39,7 @@ from exprflow.models.conditions import encode_combinations, normalize_condition_
 from exprflow.output.anndata import model_repr
 from exprflow.persistence.model_dir import coerce_nested, rename_options
 from exprflow.sampling import integrate
+from exprflow.sampling.options import SamplingOptions
 from exprflow.threads import thread_limit
 from exprflow.training.history import training_history
 from exprflow.training.options import PhaseBudget, TrainerOptions, resolve_budgets
@@ -54,10 +55,9 @@ DEFAULT_BACKBONE_KWARGS = {"mlp": {"hidden": 256, "depth": 3}}
 #: cores, 20,000 PBMC3k cells at one Euler step went from ~15,900 to ~19,000 cells/s with 2 threads
 WIDE_SAMPLING_CELLS = 4096
 
-#: the sampler ``generate`` uses unless told otherwise (a reflowed model: one Euler step, training/reflow.py).
-#: Heun with 4 steps (8 evaluations) kept PBMC3k's protocol metrics at those of 16 Euler steps
-#: (BENCHMARKS.md, generation speed); fewer evaluations without reflow did not.
-DEFAULT_SAMPLER = {"solver": "heun", "n_steps": 4}
+#: the sampler ``generate`` uses unless told otherwise (a reflowed model: one Euler step, training/reflow.py):
+#: the defaults of :class:`exprflow.sampling.options.SamplingOptions`, where the choice is explained
+DEFAULT_SAMPLER = {"solver": SamplingOptions.solver, "n_steps": SamplingOptions.n_steps}
 
 
 def _prepare_training_data(adata: AnnData, setup: AnnDataSetup):
@@ -83,7 +83,6 @@ class FlowModel:
         adata = read_adata(adata)
         condition_key = normalize_condition_key(condition_key)
         setup = resolve_setup(adata, AnnDataSetup, type(self).__name__, layer=layer, condition_key=condition_key)
-        setup = replace(setup, condition_key=normalize_condition_key(setup.condition_key))  # a list read from uns
         self.setup = setup
         self.config = self._make_config(config)
         self.data = _prepare_training_data(adata, setup)

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 from torchdiffeq import odeint
 
+from exprflow.sampling.options import EULER_REFERENCE
 from exprflow.sampling.result import SampleResult
 from exprflow.sampling.solvers import SOLVERS
 
@@ -45,7 +46,7 @@ class Dopri5Solver:
         *,
         t0: float = 0.0,
         t1: float = 1.0,
-        n_steps: int = 16,
+        n_steps: int = EULER_REFERENCE.n_steps,
         atol: float = 1e-5,
         rtol: float = 1e-5,
         return_trajectory: bool = False,

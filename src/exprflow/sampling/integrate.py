@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from exprflow.errors import ExprflowInputError
+from exprflow.sampling.options import EULER_REFERENCE
 from exprflow.sampling.result import SampleResult
 from exprflow.sampling.solvers import SOLVERS
 
@@ -19,8 +20,8 @@ def integrate(
     velocity: Callable[[Tensor, Tensor], Tensor],
     x0: Tensor,
     *,
-    solver: str = "euler",
-    n_steps: int = 16,
+    solver: str = EULER_REFERENCE.solver,
+    n_steps: int = EULER_REFERENCE.n_steps,
     t0: float = 0.0,
     t1: float = 1.0,
     atol: float = 1e-5,
@@ -29,18 +30,32 @@ def integrate(
 ) -> SampleResult:
     """Integrate ``dx/dt = velocity(x, t)`` from ``t0`` to ``t1`` starting at ``x0``, without gradients.
 
-    Args:
-        velocity: ``velocity(x, t)`` with ``x (B, ...)`` and ``t (B,)``; e.g. a backbone wrapped by
-            :func:`exprflow.flows.guided_velocity`.
-        x0: initial state, noise ``N(0, I)`` for sampling a flow model (t0 = 0 -> t1 = 1 gives data).
-        solver: a name in :data:`SOLVERS` (``euler``, ``heun``, ``rk4``, ``dopri5``).
-        n_steps: number of fixed steps; for ``dopri5`` the number of intervals of the saved trajectory.
-        atol, rtol: tolerances of the adaptive solver (unused by fixed-step solvers).
-        return_trajectory: also return the states at the step times (``(n_steps + 1, B, ...)``).
+    Parameters
+    ----------
+    velocity
+        ``velocity(x, t)`` with ``x (B, ...)`` and ``t (B,)``; e.g. a backbone wrapped by
+        :func:`exprflow.flows.guided_velocity`.
+    x0
+        Initial state, noise ``N(0, I)`` for sampling a flow model (t0 = 0 -> t1 = 1 gives data).
+    solver
+        A name in :data:`SOLVERS` (``euler``, ``heun``, ``rk4``, ``dopri5``).
+    n_steps
+        Number of fixed steps; for ``dopri5`` the number of intervals of the saved trajectory.
+    t0, t1
+        Start and end times.
+    atol, rtol
+        Tolerances of the adaptive solver (unused by fixed-step solvers).
+    return_trajectory
+        Also return the states at the step times (``(n_steps + 1, B, ...)``).
+
+    Returns
+    -------
+    SampleResult
+        The end state, the number of velocity evaluations and, if asked, the trajectory.
     """
     if int(n_steps) < 1:
         raise ExprflowInputError(f"n_steps must be a positive integer, got {n_steps}.")
-    method = SOLVERS.get(solver)()
+    method = SOLVERS.build(solver)
     with torch.no_grad():
         result = method.solve(
             velocity, x0, t0=float(t0), t1=float(t1), n_steps=int(n_steps), atol=atol, rtol=rtol,

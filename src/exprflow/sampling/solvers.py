@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from exprflow.registry import Registry
+from exprflow.sampling.options import EULER_REFERENCE
 from exprflow.sampling.result import SampleResult
 
 SOLVERS: Registry = Registry("solver")
@@ -47,7 +48,7 @@ class FixedStepSolver:
         *,
         t0: float = 0.0,
         t1: float = 1.0,
-        n_steps: int = 16,
+        n_steps: int = EULER_REFERENCE.n_steps,
         atol: float = 1e-5,
         rtol: float = 1e-5,
         return_trajectory: bool = False,
