@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from exprflow.errors import ExprflowInputError
-from exprflow.registry import Registry, accepted_train_options
+from exprflow.registry import Registry
 
 
 def _registry() -> Registry:
@@ -56,23 +56,6 @@ def test_real_registries_build_by_name():
     assert type(SOLVERS.build("heun")).__name__.lower().startswith("heun")
     with pytest.raises(ExprflowInputError, match="valid: .*hidden"):
         BACKBONES.build("mlp", dim=4, n_conditions=0, hiden=8)
-
-
-def test_accepted_train_options_prefers_declared_options():
-    class Declared:
-        @classmethod
-        def train_options(cls):
-            return ["max_steps", "seed"]
-
-        def train(self, other=None):
-            pass
-
-    class Plain:
-        def train(self, max_steps=None, *, seed=0):
-            pass
-
-    assert accepted_train_options(Declared) == {"max_steps", "seed"}
-    assert accepted_train_options(Plain) == {"max_steps", "seed"}
 
 
 def test_no_command_module_imports_inspect():

@@ -20,7 +20,6 @@ This module is the only one in exprflow that reads signatures (:mod:`inspect`).
 from __future__ import annotations
 
 import inspect
-from dataclasses import fields, is_dataclass
 from typing import Any, Callable, Collection, Generic, Mapping, TypeVar
 
 from exprflow.errors import ExprflowInputError
@@ -47,27 +46,6 @@ def keyword_parameters(func: Callable) -> frozenset[str] | None:
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
         return None
     return frozenset(p.name for p in params if p.kind in _KEYWORD_KINDS and p.name != "self")
-
-
-def accepted_train_options(model_cls: type) -> frozenset[str]:
-    """The options ``model_cls.train`` accepts.
-
-    Parameters
-    ----------
-    model_cls
-        A model class (an entry of ``exprflow.models.MODELS``).
-
-    Returns
-    -------
-    frozenset of str
-        ``model_cls.train_options()`` where the model declares its options (names, or a dataclass of
-        them); otherwise the keyword parameters of ``model_cls.train``.
-    """
-    declared = getattr(model_cls, "train_options", None)
-    if declared is not None:
-        options = declared()
-        return frozenset(f.name for f in fields(options)) if is_dataclass(options) else frozenset(options)
-    return keyword_parameters(model_cls.train) or frozenset()
 
 
 class Registry(Generic[T]):

@@ -124,22 +124,17 @@ def test_ddp_two_cpu_processes_see_disjoint_data_and_save_once(tmp_path):
     assert not torch.equal(rng[0]["torch"], rng[1]["torch"])  # each rank draws its own noise
 
 
-def test_models_without_device_options_keep_working_and_refuse_them_clearly():
+def test_every_model_takes_the_trainer_options():
     from exprflow.commands.options import build_run_kwargs
+    from exprflow.models import MODELS
+    from exprflow.models.base import FlowModel
+    from exprflow.registry import keyword_parameters
+    from exprflow.training.options import TRAINER_OPTIONS
 
-    class Plain:
-        def train(self, max_steps=None, seed=0):
-            return self
-
-    defaults = dict(accelerator="cpu", devices=1, num_nodes=1, strategy="auto", checkpoint_dir="run/checkpoints",
-                    checkpoint_every=None, resume=False)
-    assert build_run_kwargs(Plain, "plain", **defaults) == {}
-    for flag, value in (("devices", 2), ("strategy", "ddp"), ("resume", True), ("checkpoint_every", 5)):
-        with pytest.raises(ExprflowInputError, match="--" + flag.replace("_", "-")):
-            build_run_kwargs(Plain, "plain", **{**defaults, flag: value})
-    from exprflow.models import StateFlow
-
-    kwargs = build_run_kwargs(StateFlow, "state", **{**defaults, "devices": 2, "strategy": "ddp"})
+    assert set(TRAINER_OPTIONS) <= keyword_parameters(FlowModel.train)
+    assert all(issubclass(MODELS.get(name), FlowModel) for name in MODELS.names())  # one train() for all
+    kwargs = build_run_kwargs(accelerator="cpu", devices=2, num_nodes=1, strategy="ddp", checkpoint_dir="c",
+                              checkpoint_every=None, resume=False)
     assert kwargs["devices"] == 2 and kwargs["strategy"] == "ddp" and kwargs["checkpoint_every"] == 1000
 
 

@@ -7,7 +7,6 @@ import json
 import click
 
 from exprflow.errors import ExprflowInputError
-from exprflow.registry import accepted_train_options
 from exprflow.sampling.options import SamplingOptions
 
 
@@ -157,22 +156,10 @@ def build_train_kwargs(model_name, max_epochs, max_steps, batch_size, vae_steps,
 DEFAULT_CHECKPOINT_EVERY = 1000
 
 
-def build_run_kwargs(model_cls, model_name: str, **options) -> dict:
-    """Devices / strategy / checkpoint options for ``model_cls.train``, refused clearly where it lacks them.
-
-    Options left at their defaults are passed only to models whose ``train`` accepts them, so models
-    without multi-device or checkpoint support keep working with plain ``exprflow fit``."""
-    accepted = accepted_train_options(model_cls)
-    defaults = {"accelerator": "cpu", "devices": 1, "num_nodes": 1, "strategy": "auto", "checkpoint_every": None,
-                "resume": False, "checkpoint_dir": None}
-    if options["checkpoint_every"] is None and "checkpoint_every" in accepted:
+def build_run_kwargs(**options) -> dict:
+    """Devices / strategy / checkpoint options of ``train`` (every model takes them: FlowModel.train's
+    :class:`~exprflow.training.options.TrainerOptions`); checkpoints every 1,000 steps by default."""
+    if options.get("checkpoint_every") is None:
         options["checkpoint_every"] = DEFAULT_CHECKPOINT_EVERY
-    kwargs = {}
-    for name, value in options.items():
-        if name in accepted:
-            kwargs[name] = value
-        elif value != defaults[name] and name != "checkpoint_dir":
-            flag = "--" + name.replace("_", "-")
-            raise ExprflowInputError(f"--model {model_name} does not support {flag} (its train() has no {name!r}).")
-    return kwargs
+    return options
 

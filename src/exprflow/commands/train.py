@@ -106,7 +106,7 @@ def _fit(data_path, layer, condition_key, time_key, control_group, model_kwargs,
                "num_nodes": num_nodes, "strategy": strategy, "checkpoint_every": checkpoint_every, "backed": backed}
     checkpoint_dir = check_run_dir(out, options, overwrite=overwrite, resume=resume)
     model_cls = MODELS.get(model_name)
-    train.update(build_run_kwargs(model_cls, model_name, accelerator=accelerator, devices=devices, num_nodes=num_nodes,
+    train.update(build_run_kwargs(accelerator=accelerator, devices=devices, num_nodes=num_nodes,
                              strategy=strategy, checkpoint_dir=str(checkpoint_dir), checkpoint_every=checkpoint_every,
                              resume=resume))
     adata = read_adata(data_path, backed="r" if backed else None)

@@ -200,9 +200,9 @@ class FlowModel:
         """The configured backbone for states of width ``dim``, with one embedding per condition attribute
         when there are several condition keys."""
         if self.condition_space is None:
-            return BACKBONES.get(self.config.backbone)(dim=dim, n_conditions=self.n_conditions,
-                                                      **self._backbone_kwargs())
-        backbone = BACKBONES.get(self.config.backbone)(dim=dim, n_conditions=0, **self._backbone_kwargs())
+            return BACKBONES.build(self.config.backbone, dim=dim, n_conditions=self.n_conditions,
+                                   **self._backbone_kwargs())
+        backbone = BACKBONES.build(self.config.backbone, dim=dim, n_conditions=0, **self._backbone_kwargs())
         return install_condition_embedding(backbone, self.condition_space)
 
     # -------------------------------------------------------------- training

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import logging
 import time
-import warnings
 from dataclasses import dataclass
 
 import lightning as L
@@ -36,8 +35,10 @@ import torch
 from anndata import AnnData
 from torch.utils.data import DataLoader, Dataset
 
+from exprflow.deprecation import renamed
 from exprflow.data.perturbation import PairGroups, pair_groups, perturbation_from_counts
 from exprflow.errors import ExprflowInputError
+from exprflow.sampling.options import EULER_REFERENCE
 from exprflow.flows import drop_conditions, guided_velocity
 from exprflow.flows.couplings import OTCoupling
 from exprflow.models.conditions import require_single_key
@@ -182,10 +183,8 @@ class PerturbationFlow(LatentFlow):
         """:meth:`FlowModel.train <exprflow.models.base.FlowModel.train>`: the count VAE, then the flow on
         OT pairs of control and perturbed cells (``flow_steps``, default ``config.flow_steps``).
         ``pretrained_vae``: the old name of ``representation_from``."""
-        if pretrained_vae is not None:
-            warnings.warn("PerturbationFlow.train: pretrained_vae is now representation_from; the old name goes in "
-                          "the next release.", DeprecationWarning, stacklevel=2)
-            kwargs["representation_from"] = pretrained_vae
+        kwargs["representation_from"] = renamed("representation_from", kwargs.get("representation_from"),
+                                                "pretrained_vae", pretrained_vae)
         return super().train(*args, **kwargs)
 
     def _flow_data(self, budget, trainer) -> DataLoader:
@@ -220,7 +219,7 @@ class PerturbationFlow(LatentFlow):
         return self.decode(z, library, sample=sample, seed=seed)
 
     @torch.no_grad()
-    def transport(self, states: np.ndarray, condition: str, n_steps: int = 16, solver: str = "euler",
+    def transport(self, states: np.ndarray, condition: str, n_steps: int = EULER_REFERENCE.n_steps, solver: str = EULER_REFERENCE.solver,
                   guidance: float = 1.0) -> np.ndarray:
         """Integrate the flow from control states to the perturbation ``condition`` (standardised states)."""
         code = self._perturbation_code(condition)
@@ -239,7 +238,7 @@ class PerturbationFlow(LatentFlow):
         return self.perturbations.index(str(condition))
 
     # ---------------------------------------------------------- prediction
-    def predict(self, adata_ctrl: AnnData, condition: str | None = None, n_steps: int = 16, solver: str = "euler",
+    def predict(self, adata_ctrl: AnnData, condition: str | None = None, n_steps: int = EULER_REFERENCE.n_steps, solver: str = EULER_REFERENCE.solver,
                 guidance: float = 1.0, seed: int = 0, decode: str | None = None, layer: str | None = None) -> AnnData:
         """Predicted perturbed cells, one per control cell of ``adata_ctrl`` (never modified).
 

@@ -98,11 +98,10 @@ def build_pair_network(backbone: str, dim: int, n_conditions: int, source_token:
 
 
 def _checked(options: dict, cls: type, name: str) -> dict:
-    import inspect
+    from exprflow.registry import keyword_parameters
 
-    valid = set(inspect.signature(cls.__init__).parameters) - {"self", "dim", "n_conditions", "mixer", "source_token"}
-    if cls is PairMLP:
-        valid = set(inspect.signature(BACKBONES.get("mlp")).parameters) - {"dim", "n_conditions"}
+    valid = (BACKBONES.options("mlp") if cls is PairMLP else keyword_parameters(cls)) - {
+        "dim", "n_conditions", "mixer", "source_token"}
     unknown = sorted(set(options) - valid)
     if unknown:
         raise ExprflowInputError(f"backbone_kwargs {unknown} are not options of the {name!r} pair network; "

@@ -43,6 +43,7 @@ from exprflow.backbones import cell_set as _cell_set  # noqa: F401  (registers t
 from exprflow.data import read_adata
 from exprflow.data.populations import PopulationDataset, population_sampler
 from exprflow.errors import ExprflowInputError
+from exprflow.sampling.options import EULER_REFERENCE
 from exprflow.flows import guided_velocity
 from exprflow.output.generation import chunks_by_condition
 from exprflow.models.conditions import require_single_key
@@ -173,8 +174,8 @@ class PopulationFlow(LatentFlow):
         n_populations: int,
         condition: str | list[str] | dict[str, int] | None = None,
         population_size: int | None = None,
-        n_steps: int = 16,
-        solver: str = "euler",
+        n_steps: int = EULER_REFERENCE.n_steps,
+        solver: str = EULER_REFERENCE.solver,
         guidance: float = 1.0,
         seed: int = 0,
         decode: str | None = None,

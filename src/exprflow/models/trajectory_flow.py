@@ -23,7 +23,6 @@ of the others. Example::
 
 from __future__ import annotations
 
-import inspect
 import logging
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
@@ -39,12 +38,14 @@ from exprflow.data import read_adata
 from exprflow.data.setup import resolve_setup, write_setup
 from exprflow.data.timecourse import TimeCourse, prepare_timecourse
 from exprflow.errors import ExprflowInputError
+from exprflow.sampling.options import EULER_REFERENCE
 from exprflow.flows.sequence_objective import SequenceRectifiedFlow, sample_trajectories
 from exprflow.flows.trajectories import chain_sequences
 from exprflow.models.base import FlowModel
 from exprflow.models.latent_flow import default_vae_steps
 from exprflow.output.trajectory import TimeCourseSetup, locate_time, trajectory_adata
 from exprflow.persistence.restore import load_backbone_weights
+from exprflow.registry import keyword_parameters
 from exprflow.representations.count_latent import CountLatent
 from exprflow.representations.gaussian import GaussianPCA
 from exprflow.representations.vae import VAEConfig
@@ -153,7 +154,7 @@ class TrajectoryFlow(FlowModel):
         else:
             self.representation = GaussianPCA(len(self.var_names), c.vae.n_latent)
         kwargs = dict(c.backbone_kwargs or {})
-        valid = sorted(set(inspect.signature(TimeSequenceBackbone).parameters) - {"dim", "backbone", "n_conditions"})
+        valid = sorted(keyword_parameters(TimeSequenceBackbone) - {"dim", "backbone", "n_conditions"})
         unknown = sorted(set(kwargs) - set(valid))
         if unknown:
             raise ExprflowInputError(f"backbone_kwargs: the time-axis backbone has no option(s) {unknown}; "
@@ -221,8 +222,8 @@ class TrajectoryFlow(FlowModel):
         """Grid index of a time (a value or a level label); clear error for a time off the grid."""
         return locate_time(self, time_point, "exact")[0]
 
-    def sample_states(self, n: int, *, context: str = "none", query: int | None = None, n_steps: int = 16,
-                      solver: str = "euler", seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    def sample_states(self, n: int, *, context: str = "none", query: int | None = None, n_steps: int = EULER_REFERENCE.n_steps,
+                      solver: str = EULER_REFERENCE.solver, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """Trajectories of latent states ``(n, T, d)`` and the observed mask ``(n, T)``.
 
         ``context="observed"``: every present grid step except ``query`` is observed (real train states
@@ -247,8 +248,8 @@ class TrajectoryFlow(FlowModel):
                                                          observed, n_steps=n_steps, solver=solver)
         return states.numpy(), observed.numpy()
 
-    def predict(self, time: float | str, n_cells: int = 500, *, context: str = "observed", n_steps: int = 16,
-                solver: str = "euler", seed: int = 0, decode: str | None = None, method: str = "auto") -> AnnData:
+    def predict(self, time: float | str, n_cells: int = 500, *, context: str = "observed", n_steps: int = EULER_REFERENCE.n_steps,
+                solver: str = EULER_REFERENCE.solver, seed: int = 0, decode: str | None = None, method: str = "auto") -> AnnData:
         """Cells at one time point (observed or held out) as an AnnData (values, ``obs[time_key]``, source).
 
         With ``context="observed"`` the other observed time points are given as context (real train
@@ -274,7 +275,7 @@ class TrajectoryFlow(FlowModel):
             adata.obs[self.setup.time_key] = float(time)
         return adata
 
-    def generate_trajectories(self, n: int, *, context: str = "none", n_steps: int = 16, solver: str = "euler",
+    def generate_trajectories(self, n: int, *, context: str = "none", n_steps: int = EULER_REFERENCE.n_steps, solver: str = EULER_REFERENCE.solver,
                               seed: int = 0, decode: str | None = None) -> AnnData:
         """``n`` trajectories, one cell per grid time, as an AnnData of ``n * T`` cells.
 
@@ -290,7 +291,7 @@ class TrajectoryFlow(FlowModel):
         adata.obs["observed"] = observed.reshape(-1)
         return adata
 
-    def generate(self, n_cells: int | None = None, conditions=None, n_steps: int = 16, solver: str = "euler",
+    def generate(self, n_cells: int | None = None, conditions=None, n_steps: int = EULER_REFERENCE.n_steps, solver: str = EULER_REFERENCE.solver,
                  guidance: float = 1.0, seed: int = 0) -> AnnData:
         """``n_cells`` cells of whole generated trajectories (the steps of ``ceil(n_cells / T)`` trajectories,
         times in ``obs``): the contract of ``exprflow generate``. No conditions, no guidance."""
