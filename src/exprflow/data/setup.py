@@ -145,3 +145,14 @@ def read_layer(setup, adata: AnnData, model: str, layer: str | None = None) -> s
             f"{', '.join(adata.layers) or 'none'}). Pass layer='X' if its counts are in X, or the name of its "
             "counts layer.")
     return setup.layer
+
+
+def prepare_training_counts(adata: AnnData, setup: AnnDataSetup):
+    """Validated training data: in memory (:class:`~exprflow.data.CountData`) for an in-memory AnnData,
+    on disk (:class:`~exprflow.data.backed.BackedCounts`, out-of-core training) for a backed one."""
+    from exprflow.data import prepare_counts
+    from exprflow.data.backed import is_backed, prepare_backed_counts
+
+    prepare = prepare_backed_counts if is_backed(adata) else prepare_counts
+    single_key = None if isinstance(setup.condition_key, list) else setup.condition_key  # several: models/conditions.py
+    return prepare(adata, layer=setup.layer, condition_key=single_key, require_counts=True)

@@ -29,9 +29,9 @@ import torch
 from anndata import AnnData
 
 from exprflow.backbones import BACKBONES
-from exprflow.data import prepare_counts, read_adata
+from exprflow.data import read_adata
 from exprflow.data.counts import warn_thin_training_data
-from exprflow.data.setup import AnnDataSetup, resolve_setup, write_setup
+from exprflow.data.setup import AnnDataSetup, prepare_training_counts, resolve_setup, write_setup
 from exprflow.errors import ExprflowInputError
 from exprflow.flows import RectifiedFlow, guided_velocity
 from exprflow.flows.conditions import compositional_velocity, install_condition_embedding
@@ -60,16 +60,6 @@ WIDE_SAMPLING_CELLS = 4096
 DEFAULT_SAMPLER = {"solver": SamplingOptions.solver, "n_steps": SamplingOptions.n_steps}
 
 
-def _prepare_training_data(adata: AnnData, setup: AnnDataSetup):
-    """Validated training data: in memory (:class:`~exprflow.data.CountData`) for an in-memory AnnData,
-    on disk (:class:`~exprflow.data.backed.BackedCounts`, out-of-core training) for a backed one."""
-    from exprflow.data.backed import is_backed, prepare_backed_counts
-
-    prepare = prepare_backed_counts if is_backed(adata) else prepare_counts
-    single_key = None if isinstance(setup.condition_key, list) else setup.condition_key  # several: see conditions.py
-    return prepare(adata, layer=setup.layer, condition_key=single_key, require_counts=True)
-
-
 class FlowModel:
     """Base of the user-facing generators (see module docstring)."""
 
@@ -85,7 +75,7 @@ class FlowModel:
         setup = resolve_setup(adata, AnnDataSetup, type(self).__name__, layer=layer, condition_key=condition_key)
         self.setup = setup
         self.config = self._make_config(config)
-        self.data = _prepare_training_data(adata, setup)
+        self.data = prepare_training_counts(adata, setup)
         warn_thin_training_data(self.data)
         self.var_names = list(self.data.var_names)
         self.levels = self.data.condition_levels
@@ -153,7 +143,7 @@ class FlowModel:
         """
         condition_key = normalize_condition_key(condition_key)
         setup = AnnDataSetup(layer=layer, condition_key=condition_key)
-        data = _prepare_training_data(adata, setup)  # validate now
+        data = prepare_training_counts(adata, setup)  # validate now
         if isinstance(condition_key, list):
             encode_combinations(adata, condition_key, data.kept)
         write_setup(adata, setup, cls.__name__)
@@ -182,7 +172,11 @@ class FlowModel:
         return None
 
     def _tensors(self) -> dict[str, torch.Tensor]:
-        raise NotImplementedError
+        """The weights to save: the backbone's and, after training, their EMA."""
+        tensors = {f"backbone.{k}": v for k, v in self.backbone.state_dict().items()}
+        if self.plan is not None:
+            tensors.update({f"ema.{k}": v for k, v in self.plan.ema.shadow.items()})
+        return tensors
 
     def _backbone_kwargs(self) -> dict:
         """The configured backbone options, or the backbone's defaults when none are given."""

@@ -316,11 +316,7 @@ class LatentFlow(FlowModel):
         return np.bincount(self.train_batches, minlength=len(self.batch_levels))
 
     def _tensors(self) -> dict[str, torch.Tensor]:
-        tensors = dict(self.representation.state_dict()[1])
-        tensors.update({f"backbone.{k}": v for k, v in self.backbone.state_dict().items()})
-        if self.plan is not None:
-            tensors.update({f"ema.{k}": v for k, v in self.plan.ema.shadow.items()})
-        return tensors
+        return {**self.representation.state_dict()[1], **super()._tensors()}
 
     def _load_meta(self, saved: dict) -> None:
         self.batch_key, self.batch_levels = saved.get("batch_key"), saved.get("batch_levels")

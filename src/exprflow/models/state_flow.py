@@ -98,12 +98,6 @@ class StateFlow(FlowModel):
     def _extra_state(self) -> dict:
         return {"representation": self.representation.state_dict(), "library": self.library.state_dict()}
 
-    def _tensors(self) -> dict[str, torch.Tensor]:
-        tensors = {f"backbone.{k}": v for k, v in self.backbone.state_dict().items()}
-        if self.plan is not None:
-            tensors.update({f"ema.{k}": v for k, v in self.plan.ema.shadow.items()})
-        return tensors
-
     def _load_extra(self, saved: dict, tensors: dict[str, torch.Tensor]) -> None:
         from exprflow.persistence.restore import load_backbone_weights
 

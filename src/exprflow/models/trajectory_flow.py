@@ -315,9 +315,7 @@ class TrajectoryFlow(FlowModel):
 
     def _tensors(self) -> dict[str, torch.Tensor]:
         tensors = {f"encoder.{k}": v for k, v in self.representation.state_dict()[1].items()}
-        tensors.update({f"backbone.{k}": v for k, v in self.backbone.state_dict().items()})
-        if self.plan is not None:
-            tensors.update({f"ema.{k}": v for k, v in self.plan.ema.shadow.items()})
+        tensors.update(super()._tensors())
         tensors.update({"context.states": torch.from_numpy(np.asarray(self.train_states)),
                         "context.codes": torch.from_numpy(self.train_codes)})
         if self.train_weights is not None:

@@ -125,28 +125,15 @@ def fit_loader(
     return trainer
 
 
-def fit_plan(
-    plan: L.LightningModule,
-    X: sp.csr_matrix,
-    conditions: np.ndarray | None,
-    *,
-    batch_size: int,
-    max_epochs: int | None,
-    max_steps: int | None,
-    accelerator: str = "cpu",
-    devices: int | str = 1,
-    seed: int = 0,
-    progress_bar: bool = True,
-    log_dir: str | None = None,
-    **trainer_options,
-) -> L.Trainer:
+def fit_plan(plan: L.LightningModule, X: sp.csr_matrix, conditions: np.ndarray | None, *, batch_size: int,
+             max_epochs: int | None, max_steps: int | None, seed: int = 0, **trainer_options) -> L.Trainer:
     """Fit ``plan`` on the rows of ``X`` (densified per batch) for ``max_epochs`` or ``max_steps``.
 
     ``X`` is a CSR matrix, or rows that stay on disk (a ``BackedRows`` of an AnnData opened with
     ``backed="r"``), which are read in shuffled contiguous blocks (:mod:`exprflow.data.block_shuffle`).
 
-    ``batch_size`` rows per process and step. ``trainer_options``: ``num_nodes``, ``strategy``,
-    ``checkpoint_path``, ``checkpoint_every``, ``resume``, ``callbacks`` of :func:`fit_loader`.
+    ``batch_size`` rows per process and step. ``trainer_options``: the other options of
+    :func:`fit_loader` (``accelerator``, ``devices``, ``progress_bar``, checkpoints, ``callbacks``, ...).
     """
     L.seed_everything(seed, workers=True, verbose=False)
     batch_size = min(batch_size, X.shape[0])
@@ -155,5 +142,4 @@ def fit_plan(
     else:
         dataset = CellDataset(X, conditions)
         loader = step_loader(dataset, batch_size, seed=seed, drop_last=True, collate_fn=dataset.collate)
-    return fit_loader(plan, loader, max_epochs=max_epochs, max_steps=max_steps, accelerator=accelerator,
-                      devices=devices, seed=seed, progress_bar=progress_bar, log_dir=log_dir, **trainer_options)
+    return fit_loader(plan, loader, max_epochs=max_epochs, max_steps=max_steps, seed=seed, **trainer_options)
