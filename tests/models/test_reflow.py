@@ -59,3 +59,12 @@ def test_reflow_refuses_bad_arguments_and_untrained_models():
         model.reflow(n_pairs=1, steps=10)
     with pytest.raises(ExprflowInputError, match="trained"):
         model.reflow(n_pairs=100, steps=10)
+
+
+def test_a_reflowed_model_saves_its_reflow_loss_table(tmp_path):
+    model = LatentFlow(make_counts_adata(n_cells=80, n_genes=12, seed=2), **SMALL)
+    model.train(vae_steps=3, flow_steps=3, batch_size=32, progress_bar=False)
+    model.reflow(n_pairs=64, steps=3, progress_bar=False)
+    assert len(model.history["reflow"]) == 3 and "loss" in model.history["reflow"].columns
+    model.save(str(tmp_path / "m"))
+    assert len(LatentFlow.load(str(tmp_path / "m")).history["reflow"]) == 3

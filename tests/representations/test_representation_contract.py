@@ -11,7 +11,18 @@ from exprflow.representations.vae import VAEConfig
 from exprflow.training.options import PhaseBudget, TrainerOptions
 from exprflow.training.plans import OptimConfig
 
+def _scvi(n_genes):
+    """A small trained scVI model on synthetic counts (skipped without the scvi extra)."""
+    scvi = pytest.importorskip("scvi")
+    adata = make_counts_adata(n_cells=90, n_genes=n_genes, seed=1)
+    scvi.model.SCVI.setup_anndata(adata)
+    model = scvi.model.SCVI(adata, n_latent=3, n_hidden=16)
+    model.train(max_epochs=1, accelerator="cpu", enable_progress_bar=False)
+    return REPRESENTATIONS.get("scvi")(model)
+
+
 BUILD = {
+    "scvi": _scvi,
     "count_vae": lambda n_genes: REPRESENTATIONS.get("count_vae")(n_genes, VAEConfig(n_latent=3, n_hidden=16)),
     "gaussian": lambda n_genes: REPRESENTATIONS.get("gaussian")(n_genes, 3),
 }

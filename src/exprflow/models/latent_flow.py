@@ -114,12 +114,12 @@ class LatentFlow(FlowModel):
 
     @property
     def state_dim(self) -> int:
-        return self.config.vae.n_latent + (1 if self.config.library == "flow" else 0)
+        return self.representation.dim
 
     def _build_networks(self, n_conditions: int) -> None:
-        self.representation = CountLatent(len(self.var_names), self.config.vae,
-                                          len(getattr(self, "batch_levels", None) or []),
-                                          library_coordinate=self.config.library == "flow")
+        self.representation = getattr(self, "_scvi", None) or CountLatent(
+            len(self.var_names), self.config.vae, len(getattr(self, "batch_levels", None) or []),
+            library_coordinate=self.config.library == "flow")
         self.backbone = self._make_backbone(self.state_dim)
         self.objective = self._objective()
 
@@ -130,7 +130,18 @@ class LatentFlow(FlowModel):
     log_library_range = property(lambda self: self.representation.log_library_range)
 
     # ---------------------------------------------------------------- training
-    phases = ("vae", "flow")
+    @property
+    def phases(self) -> tuple[str, ...]:
+        """``("vae", "flow")``; ``("flow",)`` on a given scVI model's latent space (:meth:`from_scvi`)."""
+        return ("flow",) if getattr(self, "_scvi", None) is not None else ("vae", "flow")
+
+    @classmethod
+    def from_scvi(cls, scvi_model, condition_key: str | None = None, **config) -> LatentFlow:
+        """A LatentFlow on a trained scVI model's latent space: only the flow trains; counts come from scVI's
+        decoder. See :func:`exprflow.models.scvi_flow.from_scvi` (needs ``exprflow[scvi]``)."""
+        from exprflow.models.scvi_flow import from_scvi
+
+        return from_scvi(cls, scvi_model, condition_key=condition_key, **config)
 
     def _budget_defaults(self) -> dict:
         n_cells, n_genes = self.data.n_cells, len(self.var_names)
@@ -155,7 +166,8 @@ class LatentFlow(FlowModel):
         return self._train_states, self.train_codes
 
     def _phase_histories(self) -> dict:
-        return {"vae": self.representation.history, "flow": self.plan.history}
+        vae = {"vae": self.representation.history} if "vae" in self.phases else {}
+        return {**vae, "flow": self.plan.history}
 
     def _encode_means(self, X: sp.csr_matrix, batch_size: int = 1024, batches: np.ndarray | None = None) -> np.ndarray:
         return self.representation.encode_means(X, batches, batch_size)
@@ -253,6 +265,8 @@ class LatentFlow(FlowModel):
                batches: np.ndarray | None = None) -> np.ndarray:
         """Counts (``sample=True``) or decoder means for latents ``z`` (cells x n_latent) and library sizes
         (and, with a batch key, each cell's batch code)."""
+        if getattr(self, "_scvi", None) is not None:  # scVI's decoder (from_scvi)
+            return self._scvi.decode_latent(z, library, np.random.default_rng(seed), sample=sample).toarray()
         self.vae.eval()
         b = None if batches is None else torch.as_tensor(batches)
         px = self.vae.decode(torch.as_tensor(z, dtype=torch.float32), torch.as_tensor(library, dtype=torch.float32), b)
@@ -328,5 +342,11 @@ class LatentFlow(FlowModel):
         self.vae_seconds = saved.get("vae_seconds")
         if self.batch_levels:
             self._batch_frequencies = np.asarray(saved["batch_frequencies"], dtype=np.int64)
-        self.representation.load_state_dict(saved, tensors)
-        load_backbone_weights(self.backbone, {k: v for k, v in tensors.items() if not k.startswith("vae.")}, "backbone")
+        if "scvi_init" in saved:  # a flow on a user's scVI model (from_scvi)
+            from exprflow.representations.scvi_latent import ScviLatent
+
+            self.representation = self._scvi = ScviLatent.from_saved(saved, tensors)
+        else:
+            self.representation.load_state_dict(saved, tensors)
+        load_backbone_weights(self.backbone, {k: v for k, v in tensors.items() if k.startswith(("backbone.", "ema."))},
+                              "backbone")

@@ -23,6 +23,7 @@ from torch import Tensor
 from exprflow.errors import ExprflowInputError
 from exprflow.flows import drop_conditions
 from exprflow.training.fit import fit_plan
+from exprflow.training.history import history_frame
 from exprflow.training.plans import FlowTrainingPlan
 
 logger = logging.getLogger(__name__)
@@ -88,6 +89,6 @@ def reflow(model, n_pairs: int = 20_000, steps: int = 2000, *, n_steps: int = 8,
     model.reflow_info = {"n_pairs": int(n_pairs), "steps": int(steps), "teacher": {"solver": solver, "n_steps": n_steps},
                          "seconds": time.perf_counter() - start, **{"sampler": dict(REFLOW_SAMPLER)}}
     if isinstance(model.history, dict):
-        model.history["reflow"] = list(plan.history)
+        model.history["reflow"] = history_frame(plan.history)
     logger.info("reflow: %d pairs, %d steps in %.1f s", n_pairs, steps, model.reflow_info["seconds"])
     return model
