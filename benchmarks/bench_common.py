@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import resource
 import subprocess
 import sys
@@ -12,13 +13,89 @@ from pathlib import Path
 
 import numpy as np
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+#: the environment variable naming the folder of the benchmark datasets (default: ../shared/data)
+DATA_ENV = "EXPRFLOW_DATA"
+
+
+def data_dir() -> Path:
+    """The folder of the benchmark datasets: ``$EXPRFLOW_DATA``, else ``shared/data`` beside the repository."""
+    env = os.environ.get(DATA_ENV)
+    return Path(env).expanduser() if env else Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+SHARED = data_dir()
 #: name -> (path, condition key)
 DATASETS = {
     "pbmc3k": (SHARED / "pbmc3k_counts.h5ad", "cell_type"),
     "kang2018_ifnb": (SHARED / "kang2018_ifnb.h5ad", "condition"),
     "mouse_bladder_han2018": (SHARED / "mouse_bladder_han2018.h5ad", "label_int"),
 }
+
+
+def shared(name: str) -> Path:
+    """Path of a file of the data folder (:func:`data_dir`); a clear error when it is not there."""
+    from exprflow.errors import ExprflowInputError
+
+    path = SHARED / name
+    if not path.exists():
+        raise ExprflowInputError(
+            f"Benchmark data {path} not found. Set {DATA_ENV} to the folder that holds the datasets "
+            f"({', '.join(sorted(p.name for p, _ in DATASETS.values()))}, ...); it is {SHARED} now. "
+            "A smoke run (--smoke) needs none: it uses the PBMC3k counts bundled with exprflow.")
+    return path
+
+
+#: smoke data: cells and genes of the bundled PBMC3k kept (seconds of training)
+SMOKE_CELLS, SMOKE_GENES = 400, 200
+
+
+def load(dataset: str, smoke: bool = False):
+    """A benchmark dataset as AnnData; with ``smoke``, a small subset of the bundled PBMC3k instead.
+
+    The smoke subset (``SMOKE_CELLS`` cells of the 5 largest cell types x ``SMOKE_GENES`` genes, seeded)
+    carries every ``obs`` column the benchmarks read, drawn at random where PBMC3k has none:
+    ``condition`` (ctrl / stim, with stim cells' counts of the first 20 genes doubled), ``donor``,
+    ``sample_id`` (condition + donor), ``label_int``, ``cell_type_kang2018``, ``Hours`` (0, 24, 48, 72)
+    and a pseudotime lineage (``pseudotime_lineage1``, ``weight_lineage1``).
+    """
+    from exprflow.data import read_adata
+
+    if not smoke:
+        path = DATASETS[dataset][0] if dataset in DATASETS else SHARED / f"{dataset}.h5ad"
+        return read_adata(shared(path.name) if path.parent == SHARED else path)
+    return smoke_adata()
+
+
+def smoke_adata():
+    """The smoke subset of :func:`load` (a fresh copy)."""
+    import pandas as pd
+    import scipy.sparse as sp
+
+    from exprflow.datasets import pbmc3k
+
+    adata = pbmc3k()
+    rng = np.random.default_rng(0)
+    big = adata.obs["cell_type"].astype(str).value_counts().index[:5]
+    rows = np.flatnonzero(adata.obs["cell_type"].astype(str).isin(big).to_numpy())
+    rows = np.sort(rng.choice(rows, min(SMOKE_CELLS, rows.size), replace=False))
+    sub = adata[rows, :SMOKE_GENES].copy()
+    n = sub.n_obs
+    stim = rng.random(n) < 0.5
+    donor = np.where(rng.random(n) < 0.5, "101", "107")
+    X = sp.csr_matrix(sub.X, dtype=np.float32)
+    X[:, :20] = X[:, :20].multiply(np.where(stim, 2.0, 1.0)[:, None])
+    sub.X = sp.csr_matrix(X)
+    condition = np.where(stim, "stim", "ctrl")
+    sub.obs["cell_type"] = sub.obs["cell_type"].astype(str).astype("category")
+    sub.obs["condition"] = pd.Categorical(condition)
+    sub.obs["donor"] = pd.Categorical(donor)
+    sub.obs["sample_id"] = pd.Categorical(np.char.add(condition.astype(str), donor.astype(str)))
+    sub.obs["label_int"] = sub.obs["cell_type"].cat.codes.astype(int)
+    sub.obs["cell_type_kang2018"] = sub.obs["cell_type"]
+    sub.obs["Hours"] = rng.choice([0, 24, 48, 72], n)
+    sub.obs["pseudotime_lineage1"] = rng.random(n)
+    sub.obs["weight_lineage1"] = 1.0
+    return sub
 RATIOS = ["w2", "mmd", "energy", "coverage"]  # quoted as ratios to the floor
 RAW = ["c2st_knn", "c2st_lr", "dcr", "pearson_mean", "pearson_var", "pearson_zero_frac", "label_accuracy"]
 
