@@ -350,6 +350,8 @@ def legacy_table(name: str, files: list[Path]) -> str:
     parts = [json.loads(Path(f).read_text()) for f in files]
     if all("provenance" in p for p in parts):  # per-job records of this runner
         return bench.table(as_result(parts, parts[0]["dataset"]))
+    if len(parts) == 1 or any("runs" not in p for p in parts):  # one file (or a layout of its own): as saved
+        return bench.table(parts[0])
     result = {**parts[0], "runs": [r for p in parts for r in p["runs"]],
               "seeds": sorted({s for p in parts for s in p.get("seeds", [])})}
     return bench.table(result)
