@@ -66,6 +66,9 @@ class Benchmark:
         Rows run when ``--rows`` is not given (default: all).
     smoke_rows
         Rows of the smoke configuration (default: ``default_rows``).
+    smoke_datasets
+        Datasets of the smoke configuration (default: the first of ``datasets``); a smoke run reads the
+        bundled PBMC3k subset whatever their names.
     figure
         Optional ``figure(result, path)``.
     """
@@ -79,6 +82,7 @@ class Benchmark:
     smoke: Mapping[str, object] = field(default_factory=dict)
     default_rows: tuple[str, ...] | None = None
     smoke_rows: tuple[str, ...] | None = None
+    smoke_datasets: tuple[str, ...] | None = None
     figure: Callable[[dict, Path], None] | None = None
 
 
@@ -202,9 +206,9 @@ def write_summary(bench: Benchmark, name: str, folder: Path) -> str:
     records = read_records(folder)
     if not records:
         return ""
-    result = as_result(records, folder.name)
+    result = as_result(records, records[0]["dataset"])
     write_text_atomic(json.dumps(merge_seeds(records), indent=2), folder / "merged.json")
-    text = f"## {name}: {folder.name}\n\n{bench.table(result)}\n\n{provenance_note(records)}\n"
+    text = f"## {name}: {records[0]['dataset']}\n\n{bench.table(result)}\n\n{provenance_note(records)}\n"
     write_text_atomic(text, folder / "table.md")
     if bench.figure is not None:
         bench.figure(result, folder / "figure.png")
@@ -288,7 +292,7 @@ def plan(bench: Benchmark, name: str, datasets, rows, seeds, smoke: bool, option
         raise ExprflowInputError(f"{name} has no row {bad}; its rows: {list(bench.rows)}.")
     commit, jobs, folders = git_commit(), [], []
     for dataset in datasets:
-        folder = out / name / dataset
+        folder = out / name / re.sub(r"[^A-Za-z0-9_.+-]", "-", dataset)
         folders.append(folder)
         for seed in seeds:
             for row in rows:
@@ -312,7 +316,7 @@ def run(name: str, datasets=None, rows=None, seeds=None, *, smoke: bool = False,
     """
     bench = load(name)
     # a smoke run reads the bundled PBMC3k subset whatever the dataset (bench_common.load): one dataset
-    datasets = list(datasets or (bench.datasets[:1] if smoke else bench.datasets))
+    datasets = list(datasets or ((bench.smoke_datasets or bench.datasets[:1]) if smoke else bench.datasets))
     rows = list(rows or (bench.smoke_rows if smoke else None) or bench.default_rows or bench.rows)
     seeds = list(seeds if seeds is not None else ([0] if smoke else bench.seeds))
     todo, folders = plan(bench, name, datasets, rows, seeds, smoke, options or {}, threads, Path(out))
