@@ -163,7 +163,9 @@ def as_result(records: list[dict], dataset: str) -> dict:
     runs = [{**r["metrics"], "row": r["row"], "seed": r["seed"]} for r in records]
     threads = sorted({r["provenance"]["threads"] for r in records})
     return {"dataset": dataset, "seeds": sorted({r["seed"] for r in records}),
-            "torch_threads": threads[0] if len(threads) == 1 else threads, "runs": runs}
+            "torch_threads": threads[0] if len(threads) == 1 else threads, "runs": runs,
+            "wall_s": sum(r["provenance"]["wall_s"] for r in records),
+            "cpu_s": sum(r["provenance"]["cpu_s"] for r in records)}
 
 
 def _numbers(value, prefix: str = ""):
