@@ -63,7 +63,7 @@ class Benchmark:
         Option overrides of the smoke configuration (with ``smoke=True``, ``run_one`` also reads the
         bundled PBMC3k subset of ``bench_common.load``).
     default_rows
-        Rows run when ``--rows`` is not given (default: all).
+        Rows run when ``--rows`` is not given (default: all), or dataset -> those rows.
     smoke_rows
         Rows of the smoke configuration (default: ``default_rows``).
     smoke_datasets
@@ -80,7 +80,7 @@ class Benchmark:
     seeds: tuple[int, ...] = (0, 1, 2)
     options: Mapping[str, object] = field(default_factory=dict)
     smoke: Mapping[str, object] = field(default_factory=dict)
-    default_rows: tuple[str, ...] | None = None
+    default_rows: tuple[str, ...] | Mapping[str, tuple[str, ...]] | None = None
     smoke_rows: tuple[str, ...] | None = None
     smoke_datasets: tuple[str, ...] | None = None
     figure: Callable[[dict, Path], None] | None = None
@@ -280,9 +280,10 @@ def _spawn(job: Job) -> tuple[Job, int, str]:
     return job, proc.returncode, proc.stderr[-4000:]
 
 
-def plan(bench: Benchmark, name: str, datasets, rows, seeds, smoke: bool, options: dict, threads: int,
-         out: Path) -> tuple[list[Job], list[Path]]:
-    """The jobs still to run (a result with the same config is kept; another config is an error)."""
+def plan(bench: Benchmark, name: str, dataset: str, rows, seeds, smoke: bool, options: dict, threads: int,
+         out: Path) -> tuple[list[Job], Path]:
+    """The jobs of one dataset still to run, and its folder (a result of the same config is kept; another
+    config is an error)."""
     from exprflow.errors import ExprflowInputError
 
     opts = {**bench.options, **(bench.smoke if smoke else {}), **options}
@@ -292,22 +293,19 @@ def plan(bench: Benchmark, name: str, datasets, rows, seeds, smoke: bool, option
     bad = [r for r in rows if r not in bench.rows]
     if bad:
         raise ExprflowInputError(f"{name} has no row {bad}; its rows: {list(bench.rows)}.")
-    commit, jobs, folders = git_commit(), [], []
-    for dataset in datasets:
-        folder = out / name / re.sub(r"[^A-Za-z0-9_.+-]", "-", dataset)
-        folders.append(folder)
-        for seed in seeds:
-            for row in rows:
-                path = folder / row_file(row, seed)
-                if path.exists():
-                    old = json.loads(path.read_text())
-                    if old["config"] != {**bench.rows[row], **opts} or old["smoke"] != smoke:
-                        raise ExprflowInputError(
-                            f"{path} holds a result of another configuration ({old['config']}, smoke "
-                            f"{old['smoke']}); pass another --out, or delete that file to run it again.")
-                    continue
-                jobs.append(Job(name, row, dataset, seed, smoke, opts, threads, str(path), commit))
-    return jobs, folders
+    folder, commit, jobs = out / name / re.sub(r"[^A-Za-z0-9_.+-]", "-", dataset), git_commit(), []
+    for seed in seeds:
+        for row in rows:
+            path = folder / row_file(row, seed)
+            if path.exists():
+                old = json.loads(path.read_text())
+                if old["config"] != {**bench.rows[row], **opts} or old["smoke"] != smoke:
+                    raise ExprflowInputError(
+                        f"{path} holds a result of another configuration ({old['config']}, smoke "
+                        f"{old['smoke']}); pass another --out, or delete that file to run it again.")
+                continue
+            jobs.append(Job(name, row, dataset, seed, smoke, opts, threads, str(path), commit))
+    return jobs, folder
 
 
 def run(name: str, datasets=None, rows=None, seeds=None, *, smoke: bool = False, options: dict | None = None,
@@ -319,11 +317,15 @@ def run(name: str, datasets=None, rows=None, seeds=None, *, smoke: bool = False,
     bench = load(name)
     # a smoke run reads the bundled PBMC3k subset whatever the dataset (bench_common.load): one dataset
     datasets = list(datasets or ((bench.smoke_datasets or bench.datasets[:1]) if smoke else bench.datasets))
-    rows = list(rows or (bench.smoke_rows if smoke else None) or bench.default_rows or bench.rows)
     seeds = list(seeds if seeds is not None else ([0] if smoke else bench.seeds))
-    todo, folders = plan(bench, name, datasets, rows, seeds, smoke, options or {}, threads, Path(out))
+    todo, folders, n_jobs = [], [], 0
+    for dataset in datasets:
+        default = bench.default_rows.get(dataset) if isinstance(bench.default_rows, Mapping) else bench.default_rows
+        rows_d = list(rows or (bench.smoke_rows if smoke else None) or default or bench.rows)
+        more, folder = plan(bench, name, dataset, rows_d, seeds, smoke, options or {}, threads, Path(out))
+        todo, folders, n_jobs = todo + more, folders + [folder], n_jobs + len(rows_d) * len(seeds)
     logger.warning("%s: %d jobs to run (%d already done), %d at a time, %d thread(s) each", name, len(todo),
-                   len(datasets) * len(rows) * len(seeds) - len(todo), jobs, threads)
+                   n_jobs - len(todo), jobs, threads)
     with ThreadPoolExecutor(max(1, jobs)) as pool:
         done = list(pool.map(_spawn, todo))
     failed = [(job, err) for job, rc, err in done if rc != 0]
