@@ -52,10 +52,10 @@ SMOKE_TYPES = {"B": "B cells", "CD14+ Mono": "CD14+ Monocytes", "Naive CD4 T": "
                "Memory CD4 T": "FCGR3A+ Monocytes"}
 
 
-def load(dataset: str, smoke: bool = False):
+def load(dataset: str, smoke: bool = False, smoke_cells: int | None = SMOKE_CELLS):
     """A benchmark dataset as AnnData; with ``smoke``, a small subset of the bundled PBMC3k instead.
 
-    The smoke subset (``SMOKE_CELLS`` cells of the 5 largest cell types x ``SMOKE_GENES`` genes, seeded)
+    The smoke subset (``smoke_cells`` cells, None: all, of the 5 largest cell types x ``SMOKE_GENES`` genes, seeded)
     carries every ``obs`` column the benchmarks read, drawn at random where PBMC3k has none:
     ``condition`` (ctrl / stim, with stim cells' counts of the first 20 genes doubled), ``donor``,
     ``sample_id`` (condition + donor), ``label_int``, ``cell_type_kang2018``, ``Hours`` (0, 24, 48, 72)
@@ -66,10 +66,10 @@ def load(dataset: str, smoke: bool = False):
     if not smoke:
         path = DATASETS[dataset][0] if dataset in DATASETS else SHARED / f"{dataset}.h5ad"
         return read_adata(shared(path.name) if path.parent == SHARED else path)
-    return smoke_adata()
+    return smoke_adata(smoke_cells)
 
 
-def smoke_adata():
+def smoke_adata(n_cells: int | None = SMOKE_CELLS):
     """The smoke subset of :func:`load` (a fresh copy)."""
     import pandas as pd
     import scipy.sparse as sp
@@ -79,7 +79,7 @@ def smoke_adata():
     adata = pbmc3k()
     rng = np.random.default_rng(0)
     rows = np.flatnonzero(adata.obs["cell_type"].astype(str).isin(SMOKE_TYPES).to_numpy())
-    rows = np.sort(rng.choice(rows, min(SMOKE_CELLS, rows.size), replace=False))
+    rows = np.sort(rng.choice(rows, min(n_cells or rows.size, rows.size), replace=False))
     sub = adata[rows, :SMOKE_GENES].copy()
     n = sub.n_obs
     stim = rng.random(n) < 0.5
