@@ -66,6 +66,8 @@ class Benchmark:
         Rows run when ``--rows`` is not given (default: all), or dataset -> those rows.
     smoke_rows
         Rows of the smoke configuration (default: ``default_rows``).
+    once_rows
+        Rows run for the first seed only (seed-independent measurements).
     smoke_datasets
         Datasets of the smoke configuration (default: the first of ``datasets``); a smoke run reads the
         bundled PBMC3k subset whatever their names.
@@ -82,6 +84,7 @@ class Benchmark:
     smoke: Mapping[str, object] = field(default_factory=dict)
     default_rows: tuple[str, ...] | Mapping[str, tuple[str, ...]] | None = None
     smoke_rows: tuple[str, ...] | None = None
+    once_rows: tuple[str, ...] = ()
     smoke_datasets: tuple[str, ...] | None = None
     figure: Callable[[dict, Path], None] | None = None
 
@@ -296,6 +299,8 @@ def plan(bench: Benchmark, name: str, dataset: str, rows, seeds, smoke: bool, op
     folder, commit, jobs = out / name / re.sub(r"[^A-Za-z0-9_.+-]", "-", dataset), git_commit(), []
     for seed in seeds:
         for row in rows:
+            if row in bench.once_rows and seed != seeds[0]:
+                continue
             path = folder / row_file(row, seed)
             if path.exists():
                 old = json.loads(path.read_text())
@@ -323,7 +328,8 @@ def run(name: str, datasets=None, rows=None, seeds=None, *, smoke: bool = False,
         default = bench.default_rows.get(dataset) if isinstance(bench.default_rows, Mapping) else bench.default_rows
         rows_d = list(rows or (bench.smoke_rows if smoke else None) or default or bench.rows)
         more, folder = plan(bench, name, dataset, rows_d, seeds, smoke, options or {}, threads, Path(out))
-        todo, folders, n_jobs = todo + more, folders + [folder], n_jobs + len(rows_d) * len(seeds)
+        todo, folders = todo + more, folders + [folder]
+        n_jobs += sum(1 for seed in seeds for row in rows_d if row not in bench.once_rows or seed == seeds[0])
     logger.warning("%s: %d jobs to run (%d already done), %d at a time, %d thread(s) each", name, len(todo),
                    n_jobs - len(todo), jobs, threads)
     with ThreadPoolExecutor(max(1, jobs)) as pool:
