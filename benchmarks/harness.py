@@ -345,17 +345,28 @@ def run(name: str, datasets=None, rows=None, seeds=None, *, smoke: bool = False,
 
 
 def run_script(name: str, args: list[str], threads: int = 1, smoke: bool = False) -> int:
-    """Run a standalone script with ``args`` (or its ``SMOKE_ARGS``); its exit status."""
+    """Run a standalone script with ``args`` (or, ``smoke``, its ``SMOKE_ARGS`` then ``args``); its exit status.
+
+    A smoke run reads the data folder of the bundled datasets (``EXPRFLOW_DATA`` set to it: PBMC3k only)
+    and ``{tmp}`` in ``SMOKE_ARGS`` is a temporary folder, removed afterwards.
+    """
+    import tempfile
+
+    from exprflow.datasets import bundled_path
     from exprflow.errors import ExprflowInputError
 
     path = scripts()[name]
-    if smoke:
-        smoke_args = script_smoke_args(path)
-        if smoke_args is None:
-            raise ExprflowInputError(f"{name} has no smoke configuration (no SMOKE_ARGS in {path.name}).")
-        args = [*smoke_args, *args]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    return subprocess.run([sys.executable, str(path), *args], env=env).returncode
+    if not smoke:
+        return subprocess.run([sys.executable, str(path), *args], env=env).returncode
+    smoke_args = script_smoke_args(path)
+    if smoke_args is None:
+        raise ExprflowInputError(f"{name} has no smoke configuration (no SMOKE_ARGS in {path.name}): it is a "
+                                 "one-off measurement that needs its own data or software (see its docstring).")
+    with tempfile.TemporaryDirectory() as tmp:
+        env["EXPRFLOW_DATA"] = str(bundled_path("pbmc3k").parent)
+        cmd = [sys.executable, str(path), *(a.replace("{tmp}", tmp) for a in smoke_args), *args]
+        return subprocess.run(cmd, env=env).returncode
 
 
 def legacy_table(name: str, files: list[Path]) -> str:
