@@ -304,7 +304,7 @@ def plan(bench: Benchmark, name: str, dataset: str, rows, seeds, smoke: bool, op
             path = folder / row_file(row, seed)
             if path.exists():
                 old = json.loads(path.read_text())
-                if old["config"] != {**bench.rows[row], **opts} or old["smoke"] != smoke:
+                if old["config"] != json.loads(json.dumps({**bench.rows[row], **opts})) or old["smoke"] != smoke:
                     raise ExprflowInputError(
                         f"{path} holds a result of another configuration ({old['config']}, smoke "
                         f"{old['smoke']}); pass another --out, or delete that file to run it again.")

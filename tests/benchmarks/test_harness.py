@@ -35,9 +35,18 @@ def _runner(*args, env=None, timeout=900) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=timeout)
 
 
+#: smoke runs that fail for a known reason outside the benchmarks (strict: they must fail until it is fixed)
+KNOWN_FAILURES = {
+    "generation_speed": "LatentFlow.reflow stores its history as a list, so saving the reflowed model fails "
+                        "('list' object has no attribute 'columns' in history_to_json)",
+}
+
+
 def _params():
     for name in harness.scripts():
         marks = [] if name in FAST else [pytest.mark.slow]
+        if name in KNOWN_FAILURES:
+            marks.append(pytest.mark.xfail(reason=KNOWN_FAILURES[name], raises=AssertionError, strict=True))
         yield pytest.param(name, marks=marks, id=name)
 
 
