@@ -25,6 +25,9 @@ from exprflow.experiment import split_adata
 from exprflow.metrics import evaluate
 from exprflow.models import StateFlow
 
+#: the smoke configuration of ``python -m benchmarks ablation --smoke`` (seconds; ``{tmp}``: a temporary folder)
+SMOKE_ARGS = ["--max-steps", "3"]
+
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -1,24 +1,100 @@
-"""What the benchmark scripts share: the datasets, the metric names of the tables, CPU time, mean ± sd."""
+"""What the benchmark scripts share: the data folder and datasets (and the smoke subset), the metric names of
+the tables, CPU time, mean ± sd (the runner is ``harness.py``)."""
 
 from __future__ import annotations
 
-import json
-import logging
+import os
 import resource
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+#: the environment variable naming the folder of the benchmark datasets (default: ../shared/data)
+DATA_ENV = "EXPRFLOW_DATA"
+
+
+def data_dir() -> Path:
+    """The folder of the benchmark datasets: ``$EXPRFLOW_DATA``, else ``shared/data`` beside the repository."""
+    env = os.environ.get(DATA_ENV)
+    return Path(env).expanduser() if env else Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+SHARED = data_dir()
 #: name -> (path, condition key)
 DATASETS = {
     "pbmc3k": (SHARED / "pbmc3k_counts.h5ad", "cell_type"),
     "kang2018_ifnb": (SHARED / "kang2018_ifnb.h5ad", "condition"),
     "mouse_bladder_han2018": (SHARED / "mouse_bladder_han2018.h5ad", "label_int"),
 }
+
+
+def shared(name: str) -> Path:
+    """Path of a file of the data folder (:func:`data_dir`); a clear error when it is not there."""
+    from exprflow.errors import ExprflowInputError
+
+    path = SHARED / name
+    if not path.exists():
+        raise ExprflowInputError(
+            f"Benchmark data {path} not found. Set {DATA_ENV} to the folder that holds the datasets "
+            f"({', '.join(sorted(p.name for p, _ in DATASETS.values()))}, ...); it is {SHARED} now. "
+            "A smoke run (--smoke) needs none: it uses the PBMC3k counts bundled with exprflow.")
+    return path
+
+
+#: smoke data: cells and genes of the bundled PBMC3k kept (seconds of training)
+SMOKE_CELLS, SMOKE_GENES = 400, 200
+#: the 5 largest PBMC3k types -> the names of kang2018's 5 types (the smoke data's cell_type)
+SMOKE_TYPES = {"B": "B cells", "CD14+ Mono": "CD14+ Monocytes", "Naive CD4 T": "CD4 T cells", "CD8 T": "CD8 T cells",
+               "Memory CD4 T": "FCGR3A+ Monocytes"}
+
+
+def load(dataset: str, smoke: bool = False, smoke_cells: int | None = SMOKE_CELLS):
+    """A benchmark dataset as AnnData; with ``smoke``, a small subset of the bundled PBMC3k instead.
+
+    The smoke subset (``smoke_cells`` cells, None: all, of the 5 largest cell types x ``SMOKE_GENES`` genes, seeded)
+    carries every ``obs`` column the benchmarks read, drawn at random where PBMC3k has none:
+    ``condition`` (ctrl / stim, with stim cells' counts of the first 20 genes doubled), ``donor``,
+    ``sample_id`` (condition + donor), ``label_int``, ``cell_type_kang2018``, ``Hours`` (0, 24, 48, 72)
+    and a pseudotime lineage (``pseudotime_lineage1``, ``weight_lineage1``).
+    """
+    from exprflow.data import read_adata
+
+    if not smoke:
+        path = DATASETS[dataset][0] if dataset in DATASETS else SHARED / f"{dataset}.h5ad"
+        return read_adata(shared(path.name) if path.parent == SHARED else path)
+    return smoke_adata(smoke_cells)
+
+
+def smoke_adata(n_cells: int | None = SMOKE_CELLS):
+    """The smoke subset of :func:`load` (a fresh copy)."""
+    import pandas as pd
+    import scipy.sparse as sp
+
+    from exprflow.datasets import pbmc3k
+
+    adata = pbmc3k()
+    rng = np.random.default_rng(0)
+    rows = np.flatnonzero(adata.obs["cell_type"].astype(str).isin(SMOKE_TYPES).to_numpy())
+    rows = np.sort(rng.choice(rows, min(n_cells or rows.size, rows.size), replace=False))
+    sub = adata[rows, :SMOKE_GENES].copy()
+    n = sub.n_obs
+    stim = rng.random(n) < 0.5
+    donor = np.where(rng.random(n) < 0.5, "101", "107")
+    X = sp.csr_matrix(sub.X, dtype=np.float32)
+    X[:, :20] = X[:, :20].multiply(np.where(stim, 2.0, 1.0)[:, None])
+    sub.X = sp.csr_matrix(X)
+    condition = np.where(stim, "stim", "ctrl")
+    # named as kang2018's five types, so that a benchmark holding out a named type finds it (smoke only)
+    sub.obs["cell_type"] = pd.Categorical(sub.obs["cell_type"].astype(str).map(SMOKE_TYPES))
+    sub.obs["condition"] = pd.Categorical(condition)
+    sub.obs["donor"] = pd.Categorical(donor)
+    sub.obs["sample_id"] = pd.Categorical(np.char.add(condition.astype(str), donor.astype(str)))
+    sub.obs["label_int"] = sub.obs["cell_type"].cat.codes.astype(int)
+    sub.obs["cell_type_kang2018"] = sub.obs["cell_type"]
+    sub.obs["Hours"] = rng.choice([0, 24, 48, 72], n)
+    sub.obs["pseudotime_lineage1"] = rng.random(n)
+    sub.obs["weight_lineage1"] = 1.0
+    return sub
 RATIOS = ["w2", "mmd", "energy", "coverage"]  # quoted as ratios to the floor
 RAW = ["c2st_knn", "c2st_lr", "dcr", "pearson_mean", "pearson_var", "pearson_zero_frac", "label_accuracy"]
 
@@ -43,44 +119,12 @@ def mean_sd(values) -> str:
     return f"{v.mean():.3f}" + (f" ± {v.std(ddof=1):.3f}" if v.size > 1 else "")
 
 
-def run_grid(script: str, dataset: str, rows: list[str], seeds: list[int], out: Path | None, result: dict,
-             extra_args: list[str] = ()) -> dict:
-    """Run every (row, seed) as ``script --dataset D --worker row,seed`` in its own child process.
-
-    A child prints its result as one JSON line (last line of stdout). ``result["runs"]`` collects them and
-    is written atomically to ``out`` after every run; runs already in ``out`` are kept (resume).
-    """
-    from exprflow.io import write_text_atomic
-
-    if out is not None and out.exists():
-        result["runs"] = json.loads(out.read_text())["runs"]
-    result.setdefault("runs", [])
-    done = {(r["row"], r["seed"]) for r in result["runs"]}
-    for seed in seeds:
-        for row in rows:
-            if (row, seed) in done:
-                continue
-            cmd = [sys.executable, script, "--dataset", dataset, "--worker", f"{row},{seed}", *extra_args]
-            start = time.perf_counter()
-            proc = subprocess.run(cmd, capture_output=True, text=True)
-            if proc.returncode != 0:
-                logging.warning("%s seed %d failed:\n%s", row, seed, proc.stderr[-3000:])
-                continue
-            run = json.loads(proc.stdout.strip().splitlines()[-1])
-            result["runs"].append(run)
-            result["torch_threads"] = run["torch_threads"]
-            m = run["metrics"]
-            logging.warning("%s seed %d: energy %.2fx floor, c2st_knn %.3f, train %.0f s (%.0f s in all)", row, seed,
-                            m["ratio_to_floor"]["energy"], m["metrics"]["c2st_knn"], run["train_wall_s"],
-                            time.perf_counter() - start)
-            if out is not None:
-                write_text_atomic(json.dumps(result, indent=2), out)
-    return result
-
-
 def grid_table(result: dict, rows: list[str] | None = None, extra: list[tuple[str, object]] = (),
                title: str | None = None) -> str:
-    """Markdown table of a :func:`run_grid` result: a column per row (mean ± sd over seeds) and the floor.
+    """Markdown table of a grid result: a column per row (mean ± sd over seeds) and the floor.
+
+    ``result``: ``{"dataset", "seeds", "torch_threads", "runs"}``, each run a dict with ``row`` and the
+    protocol's ``metrics`` (the runner's result, ``harness.as_result``, or an older single-file result).
 
     Lines: the protocol ratios to the floor, the raw metrics (with the floor's value), then ``extra``:
     ``(label, getter)`` pairs where ``getter(run)`` reads one value from a run (e.g. training seconds).
@@ -120,24 +164,3 @@ def save_figure(fig, path: Path, title: str, fontsize: int | None = None) -> Non
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
-
-
-def grid_main(script: str, args, run_one, markdown, result: dict, extra: list[str]) -> None:
-    """The three modes of a grid benchmark (``--table FILES``, ``--worker row,seed``, the grid itself).
-
-    ``--table``: merge the runs (and seeds) of saved results and print the markdown table; ``--worker``:
-    run one ``(row, seed)`` with ``run_one(args, row, seed)`` and print its JSON to the parent; else run
-    ``args.rows`` x ``args.seeds`` in worker processes (:func:`run_grid`) and log the table.
-    """
-    if args.table:
-        results = [json.loads(p.read_text()) for p in args.table]
-        seeds = sorted({s for res in results for s in res.get("seeds", [])})
-        merged = {**results[0], "seeds": seeds, "runs": [r for res in results for r in res["runs"]]}
-        print(markdown(merged))  # noqa: T201 (a script's output)
-        return
-    if args.worker:
-        row, seed = args.worker.rsplit(",", 1)
-        print(json.dumps(run_one(args, row, int(seed))))  # noqa: T201 (to the parent)
-        return
-    result = run_grid(script, args.dataset, args.rows, args.seeds, args.out, result, extra)
-    logging.warning("\n%s", markdown(result))

@@ -2,19 +2,21 @@
 
 Usage::
 
-    OMP_NUM_THREADS=1 python benchmarks/conditions.py run --seeds 0 1 2 --out benchmarks/results/conditions_kang_small.json
-    python benchmarks/conditions.py table benchmarks/results/conditions_kang_small.json
+    OMP_NUM_THREADS=1 python -m benchmarks conditions --seeds 0 1 2
+    python -m benchmarks conditions --rows per_combination --set joint=false \
+        'baselines=["condition_only", "combination_label"]'        # the baselines only
+    python -m benchmarks conditions --table benchmarks/results/conditions_kang_small.json   # an older result
 
 The data's ``sample_id`` (ctrl101, stim107, ...) is split into ``donor`` (101, 107) and ``condition``
 (ctrl, stim); the keys are ``cell_type``, ``donor`` and ``condition`` (20 combinations).
 
-Per seed, all LatentFlows with the same budget:
+Per seed, all LatentFlows with the same budget (option ``budget``), two harness rows:
 
-1. Per combination (80/20 split stratified by combination, the protocol's per-condition metrics over
+1. ``per_combination`` (80/20 split stratified by combination, the protocol's per-condition metrics over
    combinations with >= 20 test cells): the joint model (three keys, an embedding per attribute) vs
-   models per attribute (``--baselines``: ``cell_type`` only, ``condition`` only; asked for the test
+   models per attribute (option ``baselines``: ``cell_type`` only, ``condition`` only; asked for the test
    cells' labels of their own attribute) or on the combination as one label (one embedding each).
-2. Held-out combination: every cell of (CD14+ Monocytes, donor 107) is hidden from training; the joint
+2. ``held_out``: every cell of (CD14+ Monocytes, donor 107) is hidden from training; the joint
    model generates it (``joint`` and ``product`` composition, weights 1) from the attributes seen
    separately, compared (energy, c2st_knn; floor: the hidden cells' other half) with the cell-type-only
    model and with the nearest seen combination's real cells (the same cell type and stimulation, donor
@@ -23,17 +25,17 @@ Per seed, all LatentFlows with the same budget:
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
+import sys
 import time
-from pathlib import Path
 
 import anndata as ad
 import numpy as np
 import pandas as pd
 import torch
-from bench_common import SHARED, cpu_seconds, mean_sd
+
+from bench_common import cpu_seconds, load as load_dataset, mean_sd
+from harness import Benchmark, script_main
 
 from exprflow.experiment import split_adata
 from exprflow.metrics.combinations import (
@@ -48,18 +50,18 @@ BUDGET = {"max_steps": 600, "flow_steps": 800}  # VAE steps, flow steps (small: 
 BASELINES = {"cell_type_only": "cell_type", "condition_only": "condition", "combination_label": "combination"}
 
 
-def load() -> ad.AnnData:
-    adata = ad.read_h5ad(SHARED / "kang2018_ifnb_small_labeled.h5ad")
+def load(smoke: bool = False) -> ad.AnnData:
+    adata = load_dataset("kang2018_ifnb_small_labeled", smoke, smoke_cells=None)  # smoke: >= 20 test cells a combination
     sample = adata.obs["sample_id"].astype(str)
     adata.obs["donor"] = pd.Categorical(sample.str.replace("ctrl", "").str.replace("stim", ""))
     adata.obs["combination"] = pd.Categorical(combination_labels(adata.obs, KEYS))
     return adata
 
 
-def train(adata: ad.AnnData, key, seed: int) -> tuple[LatentFlow, float, float]:
+def train(adata: ad.AnnData, key, seed: int, budget: dict = BUDGET) -> tuple[LatentFlow, float, float]:
     torch.manual_seed(seed)
     w0, c0 = time.perf_counter(), cpu_seconds()
-    model = LatentFlow(adata, condition_key=key).train(seed=seed, progress_bar=False, **BUDGET)
+    model = LatentFlow(adata, condition_key=key).train(seed=seed, progress_bar=False, **budget)
     return model, time.perf_counter() - w0, cpu_seconds() - c0
 
 
@@ -74,11 +76,12 @@ def like(model: LatentFlow, real: ad.AnnData, key, seed: int, **kwargs) -> ad.An
     return gen
 
 
-def per_combination(adata: ad.AnnData, seed: int, baselines: list[str], joint: bool = True) -> dict:
+def per_combination(adata: ad.AnnData, seed: int, baselines: list[str], joint: bool = True,
+                    budget: dict = BUDGET) -> dict:
     tr, te = split_adata(adata, None, "combination", seed)
     out = {}
     for name, key in [("joint", KEYS)] * joint + [(b, BASELINES[b]) for b in baselines]:
-        model, wall, cpu = train(tr, key, seed)
+        model, wall, cpu = train(tr, key, seed, budget)
         r = evaluate_combinations(te, like(model, te, key, seed), tr, KEYS, seed=seed)
         out[name] = {"ratio_to_floor": r["ratio_to_floor"], "c2st_knn": r["metrics"]["c2st_knn"],
                      "per_combination_energy_ratio": {
@@ -89,11 +92,11 @@ def per_combination(adata: ad.AnnData, seed: int, baselines: list[str], joint: b
     return out
 
 
-def held_out(adata: ad.AnnData, seed: int) -> dict:
+def held_out(adata: ad.AnnData, seed: int, budget: dict = BUDGET) -> dict:
     kept, hidden_rows = hold_out_combination(adata, HIDDEN)
     tr, hidden = adata[kept].copy(), adata[hidden_rows].copy()
-    joint, w1, c1 = train(tr, KEYS, seed)
-    ct_only, w2, c2 = train(tr, "cell_type", seed)
+    joint, w1, c1 = train(tr, KEYS, seed, budget)
+    ct_only, w2, c2 = train(tr, "cell_type", seed, budget)
     same_type = (tr.obs["cell_type"].astype(str) == HIDDEN["cell_type"]).to_numpy()
     nearest = tr[same_type & (tr.obs["donor"].astype(str) == NEAREST_DONOR).to_numpy()]
     candidates = {
@@ -109,69 +112,69 @@ def held_out(adata: ad.AnnData, seed: int) -> dict:
     return scores
 
 
-def run(args) -> None:
+def run_one(row: str, dataset: str, seed: int, smoke: bool, baselines: list[str] = ("cell_type_only",),
+            joint: bool = True, budget: dict = BUDGET) -> dict:
+    """``per_combination`` (the joint model unless ``joint`` is false, and the ``baselines``) or ``held_out``."""
     torch.set_num_threads(1)
-    adata = load()
-    results = {"baselines": args.baselines, "keys": KEYS, "hidden": HIDDEN, "budget": BUDGET, "threads": torch.get_num_threads(), "seeds": {}}
-    w0, c0 = time.perf_counter(), cpu_seconds()
-    for seed in args.seeds:
-        results["seeds"][str(seed)] = {"per_combination": per_combination(adata, seed, args.baselines,
-                                                                          not args.baselines_only)}
-        if not args.baselines_only:
-            results["seeds"][str(seed)]["held_out"] = held_out(adata, seed)
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(results, indent=1))
-    results["wall_s"], results["cpu_s"] = time.perf_counter() - w0, cpu_seconds() - c0
-    Path(args.out).write_text(json.dumps(results, indent=1))
+    adata = load(smoke)
+    if row == "per_combination":
+        return {"per_combination": per_combination(adata, seed, list(baselines), joint, budget)}
+    return {"held_out": held_out(adata, seed, budget)}
 
 
-def table(args) -> None:
-    results = json.loads(Path(args.results).read_text())
-    seeds = list(results["seeds"].values())
+def _by_seed(result: dict) -> dict:
+    """The harness's result -> the older layout ``{"seeds": {seed: {"per_combination", "held_out"}}, ...}``."""
+    if "runs" not in result:
+        return result
+    seeds: dict = {}
+    for r in sorted(result["runs"], key=lambda r: r["row"] != "per_combination"):
+        seeds.setdefault(str(r["seed"]), {}).update({k: v for k, v in r.items() if k not in ("row", "seed")})
+    return {"seeds": seeds, "hidden": HIDDEN, "threads": result["torch_threads"], "wall_s": result.get("wall_s"),
+            "cpu_s": result.get("cpu_s")}
+
+
+def table(result: dict) -> str:
+    """The per-combination tables and the held-out combination's table (of the seeds that have them)."""
+    results = _by_seed(result)
+    lines = []
+    print = lines.append  # noqa: A001 (the older script printed these lines)
+    seeds = [s for s in results["seeds"].values() if "per_combination" in s]
     print(f"Per combination ({len(seeds)} seeds, mean ± sd): ratio to floor, c2st_knn")
     print("| model | energy / floor | w2 / floor | mmd / floor | c2st_knn | train CPU-s |")
     print("|---|---|---|---|---|---|")
-    for name in seeds[0]["per_combination"]:
+    for name in seeds[0]["per_combination"] if seeds else []:
         rows = [s["per_combination"][name] for s in seeds]
         print(f"| {name} | " + " | ".join(mean_sd([r["ratio_to_floor"][m] for r in rows]) for m in ("energy", "w2", "mmd"))
               + f" | {mean_sd([r['c2st_knn'] for r in rows])} | {mean_sd([r['train_cpu_s'] for r in rows])} |")
     combos = sorted({c for s in seeds for n in s["per_combination"]
                      for c in s["per_combination"][n]["per_combination_energy_ratio"]})
-    names = list(seeds[0]["per_combination"])
+    names = list(seeds[0]["per_combination"]) if seeds else []
     print("\nEnergy / floor per combination (mean over seeds)\n\n| combination | " + " | ".join(names) + " |")
     print("|---|" + "---|" * len(names))
     for c in combos:
         vals = [np.mean([s["per_combination"][n]["per_combination_energy_ratio"][c] for s in seeds
                          if c in s["per_combination"][n]["per_combination_energy_ratio"]]) for n in names]
         print(f"| {c.replace(' | ', ' / ')} | " + " | ".join(f"{v:.2f}" for v in vals) + " |")
-    if "held_out" not in seeds[0]:
-        return
+    seeds = [s for s in results["seeds"].values() if "held_out" in s]
+    if not seeds:
+        return "\n".join(lines)
     print(f"\nHeld-out {results['hidden']} (energy vs half the hidden cells; floor: the other half)\n")
     print("| cells | energy / floor | c2st_knn |\n|---|---|---|")
     print(f"| floor (hidden cells' other half) | 1 | {mean_sd([s['held_out']['floor']['c2st_knn'] for s in seeds])} |")
     for name in ("joint", "product", "cell_type_only", "nearest_seen_real"):
         print(f"| {name} | {mean_sd([s['held_out'][name]['energy_ratio'] for s in seeds])} | "
               f"{mean_sd([s['held_out'][name]['c2st_knn'] for s in seeds])} |")
-    if "wall_s" in results:
+    if results.get("wall_s") is not None:
         print(f"\nwhole run: {results['wall_s']:.0f} s wall, {results['cpu_s']:.0f} CPU-s, {results['threads']} thread(s)")
+    return "\n".join(lines)
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="command", required=True)
-    r = sub.add_parser("run")
-    r.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    r.add_argument("--out", default="benchmarks/results/conditions_kang_small.json")
-    r.add_argument("--baselines", nargs="*", default=["cell_type_only"], choices=sorted(BASELINES),
-                   help="models per attribute (or on the combination as one label) to compare with")
-    r.add_argument("--baselines-only", action="store_true",
-                   help="only the --baselines rows of the per-combination table (no joint model, no held-out part)")
-    t = sub.add_parser("table")
-    t.add_argument("results")
-    args = p.parse_args()
-    logging.basicConfig(level=logging.WARNING)
-    run(args) if args.command == "run" else table(args)
-
+BENCHMARK = Benchmark(
+    rows={"per_combination": {"keys": KEYS}, "held_out": {"keys": KEYS, "hidden": HIDDEN}},
+    datasets=("kang2018_ifnb_small_labeled",), run_one=run_one, table=table,
+    options={"baselines": ["cell_type_only"], "joint": True, "budget": BUDGET},
+    smoke={"budget": {"max_steps": 3, "flow_steps": 3}},
+)
 
 if __name__ == "__main__":
-    main()
+    sys.exit(script_main(__file__))

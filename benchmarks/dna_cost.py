@@ -31,6 +31,9 @@ from pathlib import Path
 import numpy as np
 from bench_common import cpu_seconds, save_figure, status_mb
 
+#: the smoke configuration of ``python -m benchmarks dna_cost --smoke`` (seconds; ``{tmp}``: a temporary folder)
+SMOKE_ARGS = ["--contexts", "256", "--backbones", "hyena", "transformer", "--out", "{tmp}/dna_cost.json"]
+
 CONTEXTS = [1024, 2048, 4096, 8192, 16384, 32768]
 BACKBONES = ["hyena", "transformer"]
 

@@ -1,24 +1,25 @@
 """Generation and training near the machine's limit: cells/s vs evaluations vs quality, the ratio of a whole
 ``generate`` to one dense Gamma-Poisson draw, and training CPU-seconds idle vs beside a competing process.
 
-Usage (each section adds to the results file; sections already there are kept unless named again)::
+Usage (a harness row is a section; the sections share trained models cached under the option ``cache``;
+run them with ``--jobs 1``; the published figures used 2 threads)::
 
-    python benchmarks/generation_speed.py --sections models pareto ratio training \\
-        --out benchmarks/results/generation_speed.json
-    python benchmarks/generation_speed.py --sections cuda --device cuda --out ...   # on a GPU machine
-    python benchmarks/generation_speed.py --table benchmarks/results/generation_speed.json
+    python -m benchmarks generation_speed --threads 2 --rows models pareto speed ratio training
+    python -m benchmarks generation_speed --threads 2 --rows cuda          # on a GPU machine
+    python -m benchmarks generation_speed --table benchmarks/results/generation_speed.json   # an older result
 
 Sections:
 
 - ``models``: LatentFlow (its defaults) trained on the 80 % split of PBMC3k, seed 0, cached under
-  ``--cache``, and one reflowed copy of it. The kang2018_ifnb model (for throughput, trained by the
-  ``ratio`` section when missing) can have a cut budget: ``--kang-vae-steps``, ``--kang-flow-steps``.
+  ``cache``, and one reflowed copy of it. The kang2018_ifnb model (for throughput, trained by the
+  ``ratio`` section when missing) can have a cut budget: options ``kang_vae_steps``, ``kang_flow_steps``.
 - ``pareto``: for each sampler (solver, steps; base and reflowed model) the protocol metrics on the test
-  split's request for every generation/evaluation seed of ``--seeds`` (one trained model: the spread is
+  split's request for the harness seed as generation/evaluation seed (one trained model: the spread is
   that of sampling and evaluation, not of training).
-- ``speed``: the cells/s of ``generate(n_cells=--n-cells)`` for each of those samplers; the Pareto figure.
-- ``ratio``: the whole ``generate`` of ``--n-cells`` cells vs ONE dense torch Gamma-Poisson draw of the
-  same n x G decoder means, in the same process, medians of ``--repeats``.
+- ``speed``: the cells/s of ``generate(n_cells=n_cells)`` for each of those samplers (the Pareto figure is
+  the harness's figure of the merged results).
+- ``ratio``: the whole ``generate`` of ``n_cells`` cells vs ONE dense torch Gamma-Poisson draw of the
+  same n x G decoder means, in the same process, medians of ``repeats``.
 - ``training``: CPU-seconds of a short LatentFlow fit, alone and beside a competing 2-thread process,
   with the automatic thread choice and with every step on 2 threads (PyTorch's default here).
 - ``cuda``: generation on a GPU: recorded as skipped with its reason (no device here; ``generate`` has
@@ -30,19 +31,21 @@ shared: per-core rates are ``cells / CPU-second``).
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_common import DATASETS, cpu_seconds, mean_sd, save_figure  # noqa: E402
+from bench_common import DATASETS, cpu_seconds, load, mean_sd, save_figure  # noqa: E402
+from harness import Benchmark, script_main  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 SAMPLERS = [("euler", 16), ("heun", 4), ("euler", 4), ("euler", 2), ("euler", 1)]
@@ -63,12 +66,11 @@ def _timed(fn, *args, **kwargs):
                    "load_after": _load(), "torch_threads": torch.get_num_threads()}
 
 
-def _split(dataset: str):
-    from exprflow.data import read_adata
+def _split(dataset: str, smoke: bool = False):
     from exprflow.experiment import split_adata
 
-    path, key = DATASETS[dataset]
-    train, test = split_adata(read_adata(path), None, key, 0)
+    key = DATASETS[dataset][1]
+    train, test = split_adata(load(dataset, smoke), None, key, 0)
     return train, test, key
 
 
@@ -97,9 +99,10 @@ def _train_model(args, dataset: str, out: dict) -> None:
     path = _model_path(args.cache, dataset, 0)
     if path.exists():
         return
-    budget = {"max_steps": args.kang_vae_steps, "flow_steps": args.kang_flow_steps} if dataset != "pbmc3k" else {}
+    budget = ({"max_steps": args.kang_vae_steps, "flow_steps": args.kang_flow_steps} if dataset != "pbmc3k" else
+              {"max_steps": args.pbmc_vae_steps, "flow_steps": args.pbmc_flow_steps})
     budget = {k: v for k, v in budget.items() if v is not None}
-    train, _, key = _split(dataset)
+    train, _, key = _split(dataset, args.smoke)
     model = LatentFlow(train, condition_key=key)
     _, t = _timed(model.train, seed=0, progress_bar=False, **budget)
     model.save(str(path), overwrite=True)
@@ -122,7 +125,8 @@ def section_pareto(args, result: dict) -> None:
     from exprflow.metrics import evaluate
     from exprflow.models import LatentFlow
 
-    train, test, key = _split("pbmc3k")
+    section_models(args, result)  # the cached models (trained once)
+    train, test, key = _split("pbmc3k", args.smoke)
     request = {k: int(v) for k, v in test.obs[key].astype(str).value_counts().items() if v > 0}
     rows = result.setdefault("pareto", [])
     done = {(r["model"], r["solver"], r["n_steps"], r["seed"]) for r in rows}
@@ -146,6 +150,7 @@ def section_speed(args, result: dict) -> None:
     """Cells/s of ``generate(n_cells=--n-cells)`` for every sampler of the quality rows, then the figure."""
     from exprflow.models import LatentFlow
 
+    section_models(args, result)  # the cached models (trained once)
     speeds = result.setdefault("speed", {})
     for kind, samplers in (("base", SAMPLERS), ("reflow", REFLOW_SAMPLERS)):
         model = LatentFlow.load(str(_model_path(args.cache, "pbmc3k", 0, reflow=kind == "reflow")))
@@ -153,7 +158,6 @@ def section_speed(args, result: dict) -> None:
             speeds[f"{kind} {solver} {n_steps}"] = _rate(model, args.n_cells, solver, n_steps, args.repeats)
             _save(args.out, result)
             logging.warning("%s %s x%d: %s", kind, solver, n_steps, speeds[f"{kind} {solver} {n_steps}"])
-    _pareto_figure(result.get("pareto", []), speeds, args.figure)
 
 
 def _dense_draw_seconds(model, n_cells: int, seed: int) -> tuple[dict, int]:
@@ -179,7 +183,8 @@ def section_ratio(args, result: dict) -> None:
     from exprflow.models import LatentFlow
 
     rows = result.setdefault("ratio", {})
-    _train_model(args, "kang2018_ifnb", result.setdefault("models", {}))
+    _train_model(args, "pbmc3k", result.setdefault("models", {}))
+    _train_model(args, "kang2018_ifnb", result["models"])
     for dataset, n_cells in (("pbmc3k", args.n_cells), ("kang2018_ifnb", args.n_cells_kang)):
         model = LatentFlow.load(str(_model_path(args.cache, dataset, 0)))
         gen = [_rate(model, n_cells, args.solver, args.n_steps, 1) for _ in range(args.repeats)]
@@ -202,12 +207,12 @@ _COMPETITOR = ("import torch, time\ntorch.set_num_threads(2)\na = torch.randn(60
                "while time.time() < end:\n    a = torch.tanh(a @ a / 600)\n")
 
 
-def _fit_cpu(threads_mode: str, competing: bool, vae_steps: int, flow_steps: int) -> dict:
+def _fit_cpu(threads_mode: str, competing: bool, vae_steps: int, flow_steps: int, smoke: bool = False) -> dict:
     """CPU-seconds of a short LatentFlow fit in a child process (2 PyTorch threads available)."""
     code = ("import json, resource, time, torch\nimport exprflow\nfrom exprflow.models import LatentFlow\n"
             f"import sys; sys.path.insert(0, {str(HERE)!r})\nfrom generation_speed import _split\n"
             f"exprflow.settings.num_threads = {2 if threads_mode == 'all-2' else None}\n"
-            "train, _, key = _split('pbmc3k')\nm = LatentFlow(train, condition_key=key)\n"
+            f"train, _, key = _split('pbmc3k', {smoke})\nm = LatentFlow(train, condition_key=key)\n"
             "u0 = resource.getrusage(resource.RUSAGE_SELF); w0 = time.perf_counter()\n"
             f"m.train(max_steps={vae_steps}, flow_steps={flow_steps}, progress_bar=False)\n"
             "u1 = resource.getrusage(resource.RUSAGE_SELF)\n"
@@ -235,7 +240,7 @@ def section_training(args, result: dict) -> None:
         for competing in (False, True):
             if any(r["threads"] == mode and r["competing"] == competing for r in rows):
                 continue
-            rows.append(_fit_cpu(mode, competing, args.train_vae_steps, args.train_flow_steps))
+            rows.append(_fit_cpu(mode, competing, args.train_vae_steps, args.train_flow_steps, args.smoke))
             rows[-1].update(vae_steps=args.train_vae_steps, flow_steps=args.train_flow_steps)
             _save(args.out, result)
             logging.warning("training: %s", rows[-1])
@@ -248,6 +253,13 @@ def section_cuda(args, result: dict) -> None:
     reason = ("no CUDA device on the machine that ran this section" if not torch.cuda.is_available() else
               "generate() has no device option yet: the flow, decoder and count sampler run on the CPU")
     result["cuda"] = {"skipped": reason, "device_requested": args.device}
+
+
+def figure(result: dict, path: Path) -> None:
+    """The Pareto figure (speed vs evaluations vs quality) of merged results with pareto and speed rows."""
+    result = _merged(result)
+    if result.get("pareto") and result.get("speed"):
+        _pareto_figure(result["pareto"], result["speed"], path)
 
 
 def _pareto_figure(rows: list[dict], speeds: dict, path: Path) -> None:
@@ -276,8 +288,25 @@ def _pareto_figure(rows: list[dict], speeds: dict, path: Path) -> None:
     save_figure(fig, path, "PBMC3k LatentFlow: speed vs evaluations vs quality")
 
 
+def _merged(result: dict) -> dict:
+    """The harness's result (a run per section and seed) -> the older one-file layout (sections as keys)."""
+    if "runs" not in result:
+        return result
+    merged: dict = {"torch_threads": result.get("torch_threads")}
+    for run in result["runs"]:
+        for key, value in run.items():
+            if isinstance(value, list):
+                merged.setdefault(key, []).extend(value)
+            elif isinstance(value, dict) and key not in ("cuda",):
+                merged.setdefault(key, {}).update(value)
+            elif key not in ("row", "seed", "torch_threads"):
+                merged[key] = value
+    return merged
+
+
 def markdown(result: dict) -> str:
-    """The BENCHMARKS.md tables of a results file."""
+    """The BENCHMARKS.md tables of a results file (older) or of the harness's merged sections."""
+    result = _merged(result)
     lines = [f"cores available: {result.get('cores')}, torch threads: {result.get('torch_threads')}", ""]
     rows = result.get("pareto", [])
     if rows:
@@ -314,48 +343,40 @@ def markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
-def _save(path: Path, result: dict) -> None:
-    from exprflow.io import write_text_atomic
-
-    write_text_atomic(json.dumps(result, indent=2), path)
+def _save(path: Path | None, result: dict) -> None:
+    """The older script saved its one results file after every step; on the harness a section returns it."""
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--sections", nargs="+", default=["models", "pareto", "speed", "ratio", "training"],
-                   choices=["models", "pareto", "speed", "ratio", "training", "cuda"])
-    p.add_argument("--out", type=Path, default=HERE / "results" / "generation_speed.json")
-    p.add_argument("--figure", type=Path, default=HERE / "results" / "generation_speed_pareto.png")
-    p.add_argument("--cache", type=Path, default=Path("/tmp/exprflow_generation_speed"))
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--n-cells", type=int, default=20_000)
-    p.add_argument("--n-cells-kang", type=int, default=5_000)
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--solver", default="heun")
-    p.add_argument("--n-steps", type=int, default=4)
-    p.add_argument("--kang-vae-steps", type=int, default=None)
-    p.add_argument("--kang-flow-steps", type=int, default=None)
-    p.add_argument("--reflow-pairs", type=int, default=20_000)
-    p.add_argument("--reflow-steps", type=int, default=2000)
-    p.add_argument("--train-vae-steps", type=int, default=300)
-    p.add_argument("--train-flow-steps", type=int, default=600)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--table", type=Path)
-    args = p.parse_args()
-    logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    if args.table:
-        print(markdown(json.loads(args.table.read_text())))  # noqa: T201 (a script's output)
-        return
+SECTIONS = {"models": section_models, "pareto": section_pareto, "speed": section_speed, "ratio": section_ratio,
+            "training": section_training, "cuda": section_cuda}
+OPTIONS = {"cache": "/tmp/exprflow_generation_speed", "n_cells": 20_000, "n_cells_kang": 5_000, "repeats": 3,
+           "solver": "heun", "n_steps": 4, "kang_vae_steps": None, "kang_flow_steps": None, "pbmc_vae_steps": None,
+           "pbmc_flow_steps": None, "reflow_pairs": 20_000, "reflow_steps": 2000, "train_vae_steps": 300,
+           "train_flow_steps": 600, "device": "cpu"}
+
+
+def run_one(row: str, dataset: str, seed: int, smoke: bool, **options) -> dict:
+    """One section (``row``); ``pareto`` uses ``seed`` as its generation/evaluation seed. Smoke: a fresh cache."""
     import torch
 
-    torch.set_num_threads(min(2, torch.get_num_threads()))
-    result = json.loads(args.out.read_text()) if args.out.exists() else {}
-    result.update(cores=len(os.sched_getaffinity(0)), torch_threads=torch.get_num_threads())
-    args.cache.mkdir(parents=True, exist_ok=True)
-    for name in args.sections:
-        globals()[f"section_{name}"](args, result)
-        _save(args.out, result)
+    with tempfile.TemporaryDirectory() as tmp:
+        args = SimpleNamespace(**{**OPTIONS, **options}, seeds=[seed], smoke=smoke, out=None)
+        args.cache = Path(tmp if smoke else args.cache)
+        args.cache.mkdir(parents=True, exist_ok=True)
+        result = {"cores": len(os.sched_getaffinity(0)), "torch_threads": torch.get_num_threads()}
+        SECTIONS[row](args, result)
+    return result
 
+
+BENCHMARK = Benchmark(
+    rows={name: {"section": name} for name in SECTIONS}, datasets=("pbmc3k",), run_one=run_one, table=markdown,
+    figure=figure, options=OPTIONS, default_rows=("models", "pareto", "speed", "ratio", "training"),
+    once_rows=("models", "speed", "ratio", "training", "cuda"),
+    smoke={"n_cells": 200, "n_cells_kang": 100, "repeats": 1, "kang_vae_steps": 3, "kang_flow_steps": 3,
+           "pbmc_vae_steps": 3, "pbmc_flow_steps": 3, "reflow_pairs": 200, "reflow_steps": 3, "train_vae_steps": 3,
+           "train_flow_steps": 3},
+    smoke_rows=("pareto", "speed", "ratio", "training", "cuda"),
+)
 
 if __name__ == "__main__":
-    main()
+    sys.exit(script_main(__file__))

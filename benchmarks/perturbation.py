@@ -1,17 +1,11 @@
 """Perturbation-response benchmark (issue 6): PerturbationFlow vs identity, mean shift, latent arithmetic.
 
-Usage (the commands behind the perturbation section of BENCHMARKS.md; each ``small`` run can be split by
-``--seeds`` / ``--types`` / ``--rows`` into several result files, merged by ``table``)::
+Usage (datasets ``kang_small`` and ``kang_full``; a harness row is a held-out cell type of ``kang_small``
+or ``all`` of ``kang_full``; the option ``methods`` names the rows of the tables below)::
 
-    nice -n 10 python benchmarks/perturbation.py small --seeds 0 --jobs 2 --out benchmarks/results/perturbation_kang_small.json
-    nice -n 10 python benchmarks/perturbation.py small --seeds 1 --jobs 2 --rows identity mean_shift latent_arithmetic \\
-        cond_flow pflow_mlp --out benchmarks/results/perturbation_kang_small_seed1.json          # same for seed 2
-    nice -n 10 python benchmarks/perturbation.py small --seeds 1 --jobs 2 --rows pflow_s4d pflow_transformer \\
-        --out benchmarks/results/perturbation_kang_small_seq_seed1.json                          # same for seed 2
-    nice -n 10 python benchmarks/perturbation.py full --seeds 0 --cells 4000 --out benchmarks/results/perturbation_kang_full.json
-    python benchmarks/perturbation.py table benchmarks/results/perturbation_kang_small*.json \\
-        --figure benchmarks/figures/perturbation_kang_small.png
-    python benchmarks/perturbation.py table benchmarks/results/perturbation_kang_full.json
+    nice -n 10 python -m benchmarks perturbation --dataset kang_small --seeds 0 1 2 --jobs 2
+    nice -n 10 python -m benchmarks perturbation --dataset kang_full --seeds 0 --set cells=4000
+    python -m benchmarks perturbation --table benchmarks/results/perturbation_kang_small*.json   # older results
 
 ``small`` (kang2018_ifnb_small_labeled, 1,556 cells x 1,267 genes): each of the 5 cell types is held out in
 turn; training sees that type's CONTROL cells only plus both arms of the other types; every row predicts
@@ -20,7 +14,7 @@ cells (metrics.perturbation: R^2 of per-gene means on all genes and on the top-1
 energy ratio to floor). One child process per (cell type, seed); the VAE is trained once per child and
 shared by every flow row (``pretrained_vae``), so flow rows differ only in the flow network.
 
-``full`` (kang2018_ifnb, 14,053 genes; subsampled, see ``--cells``): no cell type can be held out (stimulated
+``full`` (kang2018_ifnb, 14,053 genes; subsampled, see the option ``cells``): no cell type can be held out (stimulated
 cells have no labels). Cells are split 80/20 within condition; models train on the train split (both
 arms) and predict the test control cells' stimulated state, scored against the real test stimulated
 cells, all cells together and per control-labelled type (stimulated test cells get a type from a
@@ -35,16 +29,15 @@ S4D / self-attention). Every child uses 1 torch thread.
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-from bench_common import SHARED, cpu_seconds, mean_sd
+
+from bench_common import cpu_seconds, load, mean_sd
+from harness import Benchmark, script_main
 
 SMALL_ROWS = ["identity", "mean_shift", "latent_arithmetic", "cond_flow", "pflow_mlp", "pflow_s4d", "pflow_transformer"]
 FULL_ROWS = ["identity", "mean_shift", "latent_arithmetic", "pflow_mlp"]
@@ -109,10 +102,8 @@ def _score(preds, stim, ctrl, train_x, seed) -> dict:
     return out
 
 
-def small_worker(cell_type: str, seed: int, budget: dict, rows: list[str]) -> dict:
-    import anndata as ad
-
-    adata = ad.read_h5ad(SHARED / "kang2018_ifnb_small_labeled.h5ad")
+def small_worker(cell_type: str, seed: int, budget: dict, rows: list[str], smoke: bool = False) -> dict:
+    adata = load("kang2018_ifnb_small_labeled", smoke)
     is_type = (adata.obs["cell_type"] == cell_type).to_numpy()
     is_ctrl = (adata.obs["condition"] == "ctrl").to_numpy()
     train, ctrl, stim = adata[~(is_type & ~is_ctrl)].copy(), adata[is_type & is_ctrl].copy(), adata[is_type & ~is_ctrl]
@@ -139,10 +130,8 @@ def _stim_types(train, test_stim, seed: int) -> np.ndarray:
     return clf.predict(pca.transform(normalise_rows(test_stim.X)[:, keep].toarray()))
 
 
-def full_worker(seed: int, budget: dict, rows: list[str], n_cells: int) -> dict:
-    import anndata as ad
-
-    adata = ad.read_h5ad(SHARED / "kang2018_ifnb.h5ad")
+def full_worker(seed: int, budget: dict, rows: list[str], n_cells: int, smoke: bool = False) -> dict:
+    adata = load("kang2018_ifnb", smoke)
     rng = np.random.default_rng(0)  # the same cells and split for every seed
     cells = np.sort(rng.choice(adata.n_obs, size=min(n_cells, adata.n_obs), replace=False))
     adata = adata[cells].copy()
@@ -173,36 +162,10 @@ def full_worker(seed: int, budget: dict, rows: list[str], n_cells: int) -> dict:
     return result
 
 
-def _run_children(jobs: list[list[str]], out: Path, result: dict, n_parallel: int = 1) -> None:
-    """Run every job as ``perturbation.py worker JOB`` (``n_parallel`` at a time); results saved after each."""
-    from exprflow.io import write_text_atomic
-
-    if out.exists():
-        result["runs"] = json.loads(out.read_text())["runs"]
-    done = {json.dumps(r["job"]) for r in result.setdefault("runs", [])}
-    pending = [job for job in jobs if json.dumps(job) not in done]
-    running: list[tuple[list[str], subprocess.Popen, float]] = []
-    while pending or running:
-        while pending and len(running) < n_parallel:
-            job = pending.pop(0)
-            proc = subprocess.Popen([sys.executable, __file__, "worker", *job], stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, text=True)
-            running.append((job, proc, time.perf_counter()))
-        job, proc, start = running.pop(0)
-        stdout, stderr = proc.communicate()
-        if proc.returncode != 0:
-            logging.warning("%s failed:\n%s", job, stderr[-3000:])
-            continue
-        run = json.loads(stdout.strip().splitlines()[-1])
-        run["job"], run["child_wall_s"] = job, time.perf_counter() - start
-        result["runs"].append(run)
-        write_text_atomic(json.dumps(result, indent=2), out)
-        logging.warning("%s done in %.0f s (child CPU %.0f s)", job, run["child_wall_s"], run["child_cpu_s"])
-
-
 def table(result: dict) -> str:
     """Markdown: mean ± sd over seeds of the average over held-out types (small) or of all cells (full)."""
     runs = result["runs"]
+    name = result.get("name") or result["dataset"]
     rows = [r for r in SMALL_ROWS if r in runs[0]["metrics"]]
     seeds = sorted({r["seed"] for r in runs})
 
@@ -217,10 +180,10 @@ def table(result: dict) -> str:
     def n_seeds(row):
         return len({r["seed"] for r in runs if row in r["metrics"]})
 
-    lines = [f"{result['name']}: seeds {seeds}, torch threads 1, {len(runs)} runs", "",
+    lines = [f"{name}: seeds {seeds}, torch threads 1, {len(runs)} runs", "",
              "| row | seeds | " + " | ".join(METRICS) + " |", "|---|---|" + "---|" * len(METRICS)]
     lines += [f"| {row} | {n_seeds(row)} | " + " | ".join(per_seed(row, m) for m in METRICS) + " |" for row in rows]
-    if result["name"] == "kang_small":
+    if name == "kang_small":
         lines += ["", "R^2 (top-100 DE) per held-out cell type, mean ± sd over seeds:", "",
                   "| row | " + " | ".join(TYPES) + " |", "|---|" + "---|" * len(TYPES)]
         for row in rows:
@@ -272,52 +235,33 @@ def figure(result: dict, path: Path) -> None:
     fig.savefig(path, dpi=130)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("mode", choices=["small", "full", "table", "worker"])
-    parser.add_argument("args", nargs="*")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--rows", nargs="+", default=None)
-    parser.add_argument("--vae-steps", type=int, default=600)
-    parser.add_argument("--flow-steps", type=int, default=400)
-    parser.add_argument("--cells", type=int, default=4000, help="full: cells subsampled from kang2018_ifnb")
-    parser.add_argument("--types", nargs="+", default=TYPES, help="small: held-out cell types to run")
-    parser.add_argument("--jobs", type=int, default=1, help="child processes at a time (1 torch thread each)")
-    parser.add_argument("--out", type=Path)
-    parser.add_argument("--figure", type=Path, help="table mode (small): bar chart of R^2 top-100 DE per type")
-    a = parser.parse_args()
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
-    if a.mode == "table":  # args: result files of one benchmark (e.g. one per seed), merged
-        results = [json.loads(Path(f).read_text()) for f in a.args]
-        results[0]["runs"] = [r for res in results for r in res["runs"]]
-        print(table(results[0]))
-        if a.figure is not None:
-            figure(results[0], a.figure)
-        return
-    if a.mode == "worker":  # args: JSON spec
-        import torch
+def run_one(row: str, dataset: str, seed: int, smoke: bool, methods: list[str] | None = None,
+            vae_steps: int = 600, flow_steps: int = 400, cells: int = 4000) -> dict:
+    """One held-out cell type (``kang_small``) or the subsampled full data (``kang_full``, row ``all``), one seed.
 
-        torch.set_num_threads(1)
-        logging.getLogger("lightning").setLevel(logging.ERROR)
-        spec = json.loads(a.args[0])
-        budget = {"vae_steps": spec["vae_steps"], "flow_steps": spec["flow_steps"]}
-        if spec["mode"] == "small":
-            run = small_worker(spec["cell_type"], spec["seed"], budget, spec["rows"])
-        else:
-            run = full_worker(spec["seed"], budget, spec["rows"], spec["cells"])
-        run["child_cpu_s"] = cpu_seconds()
-        print(json.dumps(run))
-        return
-    rows = a.rows or (SMALL_ROWS if a.mode == "small" else FULL_ROWS)
-    budget = {"vae_steps": a.vae_steps, "flow_steps": a.flow_steps, "rows": rows}
-    if a.mode == "small":
-        jobs = [[json.dumps({"mode": "small", "cell_type": t, "seed": s, **budget})] for s in a.seeds for t in a.types]
+    ``methods``: the rows of the tables (default: every row of that dataset); ``cells``: kang_full's subsample.
+    """
+    import torch
+
+    torch.set_num_threads(1)
+    logging.getLogger("lightning").setLevel(logging.ERROR)
+    wall = time.perf_counter()
+    budget = {"vae_steps": vae_steps, "flow_steps": flow_steps}
+    if dataset == "kang_small":
+        run = small_worker(row, seed, budget, methods or SMALL_ROWS, smoke)
     else:
-        jobs = [[json.dumps({"mode": "full", "seed": s, "cells": a.cells, **budget})] for s in a.seeds]
-    result = {"name": f"kang_{a.mode}", "budget": budget, "torch_threads": 1}
-    _run_children(jobs, a.out, result, a.jobs)
-    print(table(json.loads(a.out.read_text())))
+        run = full_worker(seed, budget, methods or FULL_ROWS, cells, smoke)
+    run["child_cpu_s"], run["child_wall_s"] = cpu_seconds(), time.perf_counter() - wall
+    return run
 
+
+BENCHMARK = Benchmark(
+    rows={**{t: {"held_out": t} for t in TYPES}, "all": {"held_out": None}},
+    datasets=("kang_small", "kang_full"), run_one=run_one, table=table, figure=figure,
+    default_rows={"kang_small": tuple(TYPES), "kang_full": ("all",)},
+    options={"methods": None, "vae_steps": 600, "flow_steps": 400, "cells": 4000},
+    smoke={"vae_steps": 3, "flow_steps": 3}, smoke_rows=("B cells",),
+)
 
 if __name__ == "__main__":
-    main()
+    sys.exit(script_main(__file__))

@@ -2,13 +2,9 @@
 
 Usage::
 
-    nice -n 10 python benchmarks/populations.py --seeds 0 1 2 --out benchmarks/results/populations_kang_small.json
-    python benchmarks/populations.py --table benchmarks/results/populations_kang_small.json
-
-    # the seeds in parallel (one process each), then one merged result and table:
-    for s in 0 1 2; do nice -n 10 python benchmarks/populations.py --seeds $s --out /tmp/pop_$s.json & done; wait
-    python benchmarks/populations.py --table /tmp/pop_0.json /tmp/pop_1.json /tmp/pop_2.json \
-        --out benchmarks/results/populations_kang_small.json
+    nice -n 10 python -m benchmarks populations --seeds 0 1 2 --jobs 3    # the seeds in parallel
+    python -m benchmarks populations --table benchmarks/results/populations_kang_small.json   # an older result
+    python -m benchmarks populations --smoke        # seconds: --set vae_steps=20 flow_steps=20 on the bundled subset
 
 Data: kang2018_ifnb_small_labeled (1,556 cells x 1,267 genes, 5 cell types, 4 samples = 2 donors x
 ctrl/stim), EVALUATION.md split (80/20 stratified by ``sample_id``, seed 0). A *population* is N = 64
@@ -41,20 +37,16 @@ the real test cells, ``evaluate(..., condition_key="sample_id")``.
 
 from __future__ import annotations
 
-import argparse
-import json
-import logging
-import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from bench_common import SHARED, cpu_seconds, mean_sd, save_figure
+from bench_common import cpu_seconds, load, mean_sd, save_figure
+from harness import Benchmark, script_main
 
-DATA = SHARED / "kang2018_ifnb_small_labeled.h5ad"
+DATASET = "kang2018_ifnb_small_labeled"
 GROUP, TYPE = "sample_id", "cell_type"
 N = 64
 POPS_PER_STEP = 4  # populations of N per flow step: 256 cells, LatentFlow's default flow batch
@@ -66,12 +58,6 @@ CELL_SET = {"width": 64, "depth": 3, "n_heads": 4}
 MLP = {"hidden": 128, "depth": 3}
 EXPERIMENTS = {"subsets": None, "dirichlet": CONCENTRATION}
 ROWS = ["population", "independent", "latent", "real"]
-
-
-def _children_cpu() -> float:
-    """User + system CPU seconds of finished child processes (the per-seed workers)."""
-    u = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return u.ru_utime + u.ru_stime
 
 
 def _params(module) -> int:
@@ -100,7 +86,7 @@ def composition_metrics(gen: dict, real: dict, test_comp: dict) -> dict:
             "spread": float(np.mean([gen[g].std(0, ddof=1).mean() for g in gen]))}
 
 
-def run_seed(seed: int, vae_steps: int = VAE_STEPS, flow_steps: int = FLOW_STEPS) -> dict:
+def run_seed(seed: int, vae_steps: int = VAE_STEPS, flow_steps: int = FLOW_STEPS, smoke: bool = False) -> dict:
     """Train the rows for one seed and score them (in this process, 1 torch thread)."""
     import anndata as ad
     import torch
@@ -112,7 +98,7 @@ def run_seed(seed: int, vae_steps: int = VAE_STEPS, flow_steps: int = FLOW_STEPS
     from exprflow.models import LatentFlow, PopulationFlow
 
     torch.set_num_threads(1)
-    adata = ad.read_h5ad(DATA)
+    adata = load(DATASET, smoke)
     train, test = split_adata(adata, None, GROUP, 0)
     samples = sorted(train.obs[GROUP].astype(str).unique())
     types = sorted(train.obs[TYPE].astype(str).unique())
@@ -216,7 +202,7 @@ PROTOCOL = [("energy", True), ("w2", True), ("mmd", True), ("coverage", True), (
 
 def markdown(result: dict) -> str:
     runs = result["runs"]
-    lines = [f"kang2018_ifnb_small_labeled, N = {N}, seeds {[r['seed'] for r in runs]}, torch threads "
+    lines = [f"{result.get('dataset', DATASET)}, N = {N}, seeds {[r['seed'] for r in runs]}, torch threads "
              f"{runs[0]['torch_threads']}; mean ± sd over seeds", ""]
     for exp in EXPERIMENTS:
         lines += [f"**Populations: {exp}**", "", "| metric | " + " | ".join(ROWS) + " |", "|---|" + "---|" * len(ROWS)]
@@ -265,56 +251,18 @@ def figure(result: dict, path: Path) -> None:
     save_figure(fig, path, f"kang-small, populations of N = {N} cells, {len(runs)} seeds", fontsize=10)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--out", type=Path)
-    parser.add_argument("--table", type=Path, nargs="+",
-                        help="print the table of saved result(s) (several: merged, written to --out) and exit")
-    parser.add_argument("--steps", type=int, nargs=2, default=[VAE_STEPS, FLOW_STEPS], metavar=("VAE", "FLOW"),
-                        help="training steps of the VAE and of every flow (a smoke test: --steps 20 20)")
-    parser.add_argument("--figure", type=Path, help="with --table: also draw the composition figure here")
-    parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)  # one seed in this process
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
-    from exprflow.io import write_text_atomic
+def run_one(row: str, dataset: str, seed: int, smoke: bool, vae_steps: int = VAE_STEPS,
+            flow_steps: int = FLOW_STEPS) -> dict:
+    """Every row of one seed (they share one VAE): :func:`run_seed`."""
+    return run_seed(seed, vae_steps, flow_steps, smoke)
 
-    if args.table:
-        parts = [json.loads(p.read_text()) for p in args.table]
-        result = {"runs": [r for p in parts for r in p["runs"]], "wall_s": sum(p.get("wall_s", 0.0) for p in parts),
-                  "cpu_s": sum(p.get("cpu_s", 0.0) for p in parts), "merged_from": [str(p) for p in args.table]}
-        if len(parts) > 1 and args.out:
-            write_text_atomic(json.dumps(result, indent=2), args.out)
-        if args.figure:
-            figure(result, args.figure)
-        print(markdown(result))
-        return
-    if args.worker is not None:
-        print(json.dumps(run_seed(args.worker, *args.steps)))
-        return
-    result = json.loads(args.out.read_text()) if args.out and args.out.exists() else {"runs": []}
-    result.setdefault("wall_s", 0.0)
-    result.setdefault("cpu_s", 0.0)
-    done = {r["seed"] for r in result["runs"]}
-    for seed in args.seeds:
-        if seed in done:
-            continue
-        start, cpu = time.perf_counter(), _children_cpu()
-        proc = subprocess.run([sys.executable, __file__, "--worker", str(seed), "--steps", *map(str, args.steps)],
-                              capture_output=True, text=True)
-        if proc.returncode != 0:
-            logging.warning("seed %d failed:\n%s", seed, proc.stderr[-3000:])
-            continue
-        run = json.loads(proc.stdout.strip().splitlines()[-1])
-        result["runs"].append(run)
-        result["wall_s"] += time.perf_counter() - start
-        result["cpu_s"] += _children_cpu() - cpu
-        logging.warning("seed %d done in %.0f s", seed, time.perf_counter() - start)
-        if args.out:
-            write_text_atomic(json.dumps(result, indent=2), args.out)
-    if result["runs"]:
-        print(markdown(result))
 
+BENCHMARK = Benchmark(
+    rows={"all": {"rows": ROWS, "N": N, "pops_per_step": POPS_PER_STEP, "vae": VAE, "cell_set": CELL_SET,
+                  "mlp": MLP}},
+    datasets=(DATASET,), run_one=run_one, table=markdown, figure=figure,
+    options={"vae_steps": VAE_STEPS, "flow_steps": FLOW_STEPS}, smoke={"vae_steps": 3, "flow_steps": 3},
+)
 
 if __name__ == "__main__":
-    main()
+    sys.exit(script_main(__file__))

@@ -37,6 +37,9 @@ from pathlib import Path
 
 import numpy as np
 
+#: the smoke configuration of ``python -m benchmarks run_faults --smoke`` (seconds; ``{tmp}``: a temporary folder)
+SMOKE_ARGS = ["--kills", "2", "--concurrent", "1", "--work", "{tmp}/work", "--json", "{tmp}/run_faults.json"]
+
 SRC = Path(__file__).resolve().parents[1] / "src"
 sys.path.insert(0, str(SRC))  # this checkout's exprflow, in this process and (PYTHONPATH) in the children
 

@@ -3,13 +3,13 @@ against the MLP, as StateFlow backbones at matched parameter counts and training
 
 Usage::
 
-    python benchmarks/sets.py --dataset pbmc3k --seeds 0 1 2 --out benchmarks/results/sets_pbmc3k.json
-    python benchmarks/sets.py --dataset kang2018_ifnb --params 400000 --out benchmarks/results/sets_kang.json
-    python benchmarks/sets.py --table benchmarks/results/sets_pbmc3k_a.json benchmarks/results/sets_pbmc3k_b.json
+    python -m benchmarks sets --dataset pbmc3k --seeds 0 1 2
+    python -m benchmarks sets --dataset kang2018_ifnb --set params=400000
+    python -m benchmarks sets --table benchmarks/results/sets_pbmc3k_a.json benchmarks/results/sets_pbmc3k_b.json
 
-Grid mode: every (backbone, seed) runs in its own child process (``bench_common.run_grid``): the
+Every (backbone, seed) runs in its own worker process (``benchmarks/harness.py``): the
 EVALUATION.md split (seed 0), StateFlow with that backbone (width chosen so the parameter count is the
-closest to ``--params``), the same ``--max-steps`` and ``--batch-size`` for all rows, generation of the
+closest to the option ``params``), the same ``max_steps`` and ``batch_size`` for all rows, generation of the
 test split's cells and the protocol metrics; then a linear probe of cell type (logistic regression,
 accuracy and macro-F1 on the test split) from the frozen backbone's pooled embedding ``embed(x)`` of
 real cells at ``t = 1`` (for the MLP, which has no set embedding, the input of its output layer), with
@@ -21,15 +21,15 @@ by ``benchmarks/sets_cost.py``.
 
 from __future__ import annotations
 
-import argparse
-import logging
 import resource
+import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from bench_common import DATASETS, grid_main, grid_table
+from bench_common import DATASETS, grid_table, load
+from harness import Benchmark, script_main
 
 ROWS = ["deepsets", "set_transformer", "rank_tokens", "value_bins", "mlp"]
 #: cell-type labels for the probe (kang2018_ifnb: control cells only; NaN elsewhere)
@@ -114,30 +114,35 @@ def probes(model, train, test, label_key: str) -> dict:
     return result
 
 
-def run_one(args, row: str, seed: int) -> dict:
-    """One (backbone, seed): train, generate, evaluate, probe (in this process)."""
+def run_one(row: str, dataset: str, seed: int, smoke: bool, params: int = 150_000, max_steps: int = 300,
+            batch_size: int = 32, max_tokens: int = 512) -> dict:
+    """One (backbone, seed): train, generate, evaluate, probe (in this process).
+
+    ``params``: target parameter count of every backbone; ``max_steps``, ``batch_size``: the same for
+    every row; ``max_tokens``: the rank_tokens sequence cap (Geneformer: 2,048; attention cost grows as
+    its square).
+    """
     import torch
 
-    from exprflow.data import read_adata
     from exprflow.experiment import ExperimentSpec, run_experiment, split_adata
     from exprflow.models import StateFlow
 
-    path, key = DATASETS[args.dataset]
-    adata = read_adata(path)
+    key = DATASETS[dataset][1]
+    adata = load(dataset, smoke)
     train, test = split_adata(adata, None, key, 0)
     n_conditions = train.obs[key].astype(str).nunique()
     if row == "rank_tokens":
-        BASE_KWARGS[row]["max_tokens"] = args.max_tokens
-    kwargs = matched_kwargs(row, adata.n_vars, n_conditions, args.params)
+        BASE_KWARGS[row]["max_tokens"] = max_tokens
+    kwargs = matched_kwargs(row, adata.n_vars, n_conditions, params)
     spec = ExperimentSpec(model="state", model_kwargs={"backbone": row, "backbone_kwargs": kwargs},
-                          max_steps=args.max_steps, batch_size=args.batch_size, seed=seed)
+                          max_steps=max_steps, batch_size=batch_size, seed=seed)
     with tempfile.TemporaryDirectory() as tmp:
         summary = run_experiment(adata, spec, Path(tmp) / "run", condition_key=key, plots=False, progress_bar=False)
         model = StateFlow.load(str(Path(tmp) / "run" / "model"))
     result = {k: summary[k] for k in ("train_wall_s", "train_cpu_s", "generate_wall_s", "cells_per_s", "metrics")}
     result.update(row=row, seed=seed, backbone_kwargs=kwargs, torch_threads=torch.get_num_threads(),
                   n_parameters=sum(p.numel() for p in model.backbone.parameters()),
-                  probe=probes(model, train, test, LABELS[args.dataset]),
+                  probe=probes(model, train, test, "cell_type" if smoke else LABELS[dataset]),
                   peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     return result
 
@@ -151,28 +156,12 @@ def markdown(result: dict) -> str:
     return grid_table(result, extra=extra)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", choices=sorted(DATASETS), default="pbmc3k")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--rows", nargs="+", default=ROWS, choices=ROWS)
-    parser.add_argument("--params", type=int, default=150_000, help="target parameter count of every backbone")
-    parser.add_argument("--max-steps", type=int, default=300, help="training steps (same for every row)")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--max-tokens", type=int, default=512,
-                        help="rank_tokens sequence cap (Geneformer: 2,048; attention cost grows as its square)")
-    parser.add_argument("--out", type=Path)
-    parser.add_argument("--table", type=Path, nargs="+",
-                        help="print the table of saved result(s) of one dataset (runs merged) and exit")
-    parser.add_argument("--worker", help=argparse.SUPPRESS)  # "row,seed": run one in this process
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
-    result = {"dataset": args.dataset, "seeds": args.seeds, "torch_threads": None, "params": args.params,
-              "max_steps": args.max_steps, "batch_size": args.batch_size, "max_tokens": args.max_tokens}
-    extra = ["--params", str(args.params), "--max-steps", str(args.max_steps), "--batch-size", str(args.batch_size),
-             "--max-tokens", str(args.max_tokens)]
-    grid_main(__file__, args, run_one, markdown, result, extra)
-
+BENCHMARK = Benchmark(
+    rows={row: {"backbone": row, **BASE_KWARGS[row]} for row in ROWS},
+    datasets=("pbmc3k", "kang2018_ifnb", "mouse_bladder_han2018"), run_one=run_one, table=markdown,
+    options={"params": 150_000, "max_steps": 300, "batch_size": 32, "max_tokens": 512},
+    smoke={"params": 5_000, "max_steps": 3, "batch_size": 8, "max_tokens": 64},
+)
 
 if __name__ == "__main__":
-    main()
+    sys.exit(script_main(__file__))

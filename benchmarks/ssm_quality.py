@@ -2,32 +2,28 @@
 
 Usage::
 
-    python benchmarks/ssm_quality.py --dataset mouse_bladder_han2018 --seeds 0 1 2 \
-        --out benchmarks/results/ssm_quality_mouse_bladder_han2018.json
-    python benchmarks/ssm_quality.py --table benchmarks/results/ssm_quality_mouse_bladder_han2018.json
-
-    python benchmarks/ssm_quality.py --dataset kang2018_ifnb --cost --rows mlp_matched s4d hyena mamba \
-        transformer mlp_default --out benchmarks/results/ssm_cost_kang2018_ifnb.json
+    python -m benchmarks ssm_quality --dataset mouse_bladder_han2018 --seeds 0 1 2
+    python -m benchmarks ssm_quality --table benchmarks/results/ssm_quality_mouse_bladder_han2018.json
+    python -m benchmarks ssm_quality --dataset kang2018_ifnb --seeds 0 --rows cost:mlp_matched cost:s4d \
+        cost:hyena cost:mamba cost:transformer cost:mlp_default
 
 Rows: ``s4d``, ``hyena``, ``mamba``, ``transformer`` (each: width 64, depth 2, 128 genes per position,
 rank-16 per-gene skip) and ``mlp_matched`` (the MLP backbone with its hidden width chosen so that its
 parameter count is the closest to the S4D row's: on 20k genes its ``G x width`` layers leave it a width of
 a few units), plus ``mlp_default`` (the MLP with StateFlow's default width 256, for the cost of the
-``G x width`` layers; ``--cost`` only). Every row gets the same budget (``--max-steps`` steps of batch ``--batch-size``),
-the EVALUATION.md split (seed 0) and protocol; every (row, seed) runs in its own child process so its
-peak RSS is its own. Time per epoch = training wall seconds x train cells / (steps x batch).
+``G x width`` layers; cost rows only). Every row gets the same budget (options ``max_steps`` steps of batch
+``batch_size``), the EVALUATION.md split (seed 0) and protocol; every (row, seed) runs in its own worker
+process so its peak RSS is its own. Time per epoch = training wall seconds x train cells / (steps x batch).
+Rows ``cost:<row>`` train nothing to the end: parameters, seconds per step and peak RSS of that row.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import logging
 import resource
 import sys
-from pathlib import Path
 
-from bench_common import DATASETS, grid_table, run_grid, status_mb
+from bench_common import DATASETS, grid_table, load, status_mb
+from harness import Benchmark, script_main
 
 SEQUENCE = {"width": 64, "depth": 2, "patch_size": 128, "skip_rank": 16, "time_dim": 64}
 ROWS = ["mlp_matched", "s4d", "hyena", "mamba", "transformer", "mlp_default"]
@@ -52,15 +48,21 @@ def backbone_for(row: str, n_genes: int, n_conditions: int) -> tuple[str, dict]:
     return "mlp", {"hidden": best, "depth": 2, "time_dim": 64}
 
 
-def run_one(dataset: str, row: str, seed: int, max_steps: int, batch_size: int) -> dict:
+def run_one(row: str, dataset: str, seed: int, smoke: bool, max_steps: int = 500, batch_size: int = 64) -> dict:
+    """One quality row (train, generate, evaluate) or, for ``cost:<row>``, its :func:`step_cost`."""
+    if row.startswith("cost:"):
+        return step_cost(dataset, row.removeprefix("cost:"), seed, max_steps, batch_size, smoke)
+    return quality(dataset, row, seed, max_steps, batch_size, smoke)
+
+
+def quality(dataset: str, row: str, seed: int, max_steps: int, batch_size: int, smoke: bool = False) -> dict:
     import torch
 
     from exprflow.backbones import BACKBONES
-    from exprflow.data import read_adata
     from exprflow.experiment import ExperimentSpec, run_experiment
 
-    path, key = DATASETS[dataset]
-    adata = read_adata(path)
+    key = DATASETS[dataset][1]
+    adata = load(dataset, smoke)
     n_levels = adata.obs[key].nunique()
     name, kwargs = backbone_for(row, adata.n_vars, n_levels)
     spec = ExperimentSpec(model="state", model_kwargs={"backbone": name, "backbone_kwargs": kwargs},
@@ -81,7 +83,7 @@ def _reset_peak_rss() -> None:
         f.write("5")
 
 
-def step_cost(dataset: str, row: str, seed: int, max_steps: int, batch_size: int) -> dict:
+def step_cost(dataset: str, row: str, seed: int, max_steps: int, batch_size: int, smoke: bool = False) -> dict:
     """Seconds per optimiser step (median of 5 after 2 warm-up steps), peak RSS and the RSS before the first
     step (data, representation and model in memory), on the first ``batch_size`` real cells."""
     import time
@@ -90,12 +92,11 @@ def step_cost(dataset: str, row: str, seed: int, max_steps: int, batch_size: int
     import torch
 
     from exprflow.backbones import BACKBONES
-    from exprflow.data import prepare_counts, read_adata
+    from exprflow.data import prepare_counts
     from exprflow.flows import RectifiedFlow
     from exprflow.representations import StateVector
 
-    path, key = DATASETS[dataset]
-    data = prepare_counts(read_adata(path), condition_key=key)
+    data = prepare_counts(load(dataset, smoke), condition_key=DATASETS[dataset][1])
     name, kwargs = backbone_for(row, data.n_genes, len(data.condition_levels))
     torch.manual_seed(seed)
     model = BACKBONES.get(name)(dim=data.n_genes, n_conditions=len(data.condition_levels), **kwargs)
@@ -121,23 +122,6 @@ def step_cost(dataset: str, row: str, seed: int, max_steps: int, batch_size: int
             "rss_before_mb": rss_before, "step_peak_rss_mb": status_mb("VmHWM")}
 
 
-def cost_grid(args) -> None:
-    """Every row's :func:`step_cost` in its own child process; a table to the log and ``--out``."""
-    import subprocess
-
-    from exprflow.io import write_text_atomic
-
-    runs = []
-    for row in args.rows:
-        cmd = [sys.executable, __file__, "--dataset", args.dataset, "--worker", f"{row},0", "--cost",
-               "--batch-size", str(args.batch_size)]
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
-        runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
-    if args.out:
-        write_text_atomic(json.dumps({"dataset": args.dataset, "runs": runs}, indent=2), args.out)
-    logging.warning("\n%s", cost_table({"dataset": args.dataset, "runs": runs}))
-
-
 def cost_table(result: dict) -> str:
     runs = result["runs"]
     lines = [f"dataset {result['dataset']} ({runs[0]['n_genes']:,} genes), batch {runs[0]['batch_size']}, "
@@ -152,8 +136,16 @@ def cost_table(result: dict) -> str:
 
 
 def markdown(result: dict) -> str:
-    if result["runs"] and "metrics" not in result["runs"][0]:
-        return cost_table(result)
+    """The quality table of the quality rows and the cost table of the cost rows (either may be absent)."""
+    cost = [r for r in result["runs"] if "metrics" not in r]
+    runs = [r for r in result["runs"] if "metrics" in r]
+    parts = [cost_table({**result, "runs": cost})] if cost else []
+    if runs:
+        parts.insert(0, quality_table({**result, "runs": runs}))
+    return "\n\n".join(parts)
+
+
+def quality_table(result: dict) -> str:
     runs = result["runs"]
     rows = [r for r in ROWS if any(x["row"] == r for x in runs)]
     title = (f"dataset {result['dataset']}, seeds {result['seeds']}, torch threads {result['torch_threads']}, "
@@ -164,36 +156,13 @@ def markdown(result: dict) -> str:
     return grid_table(result, rows, extra, title)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", choices=sorted(DATASETS), default="mouse_bladder_han2018")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--rows", nargs="+", default=QUALITY_ROWS, choices=ROWS)
-    parser.add_argument("--max-steps", type=int, default=500)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--cost", action="store_true",
-                        help="no training to the end: parameters, seconds per step and peak RSS of every row")
-    parser.add_argument("--out", type=Path)
-    parser.add_argument("--table", type=Path, help="re-print the table of a saved result and exit")
-    parser.add_argument("--worker", help=argparse.SUPPRESS)  # "row,seed": run one in this process
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
-    if args.table:
-        sys.stdout.write(markdown(json.loads(args.table.read_text())) + "\n")
-        return
-    if args.worker:
-        row, seed = args.worker.rsplit(",", 1)
-        work = step_cost if args.cost else run_one
-        sys.stdout.write(json.dumps(work(args.dataset, row, int(seed), args.max_steps, args.batch_size)) + "\n")
-        return
-    if args.cost:
-        cost_grid(args)
-        return
-    result = {"dataset": args.dataset, "seeds": args.seeds, "torch_threads": None}
-    extra = ["--max-steps", str(args.max_steps), "--batch-size", str(args.batch_size)]
-    result = run_grid(__file__, args.dataset, args.rows, args.seeds, args.out, result, extra)
-    logging.warning("\n%s", markdown(result))
-
+BENCHMARK = Benchmark(
+    rows={**{row: {"backbone": row, **({} if row.startswith("mlp") else SEQUENCE)} for row in ROWS},
+          **{f"cost:{row}": {"backbone": row, "cost": True} for row in ROWS}},
+    datasets=("mouse_bladder_han2018", "kang2018_ifnb"), run_one=run_one, table=markdown,
+    options={"max_steps": 500, "batch_size": 64}, smoke={"max_steps": 3, "batch_size": 8},
+    default_rows=tuple(QUALITY_ROWS), smoke_rows=("mlp_matched", "s4d", "hyena", "mamba", "transformer", "cost:s4d"),
+)
 
 if __name__ == "__main__":
-    main()
+    sys.exit(script_main(__file__))

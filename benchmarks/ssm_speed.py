@@ -28,6 +28,9 @@ from pathlib import Path
 
 from bench_common import save_figure, status_mb
 
+#: the smoke configuration of ``python -m benchmarks ssm_speed --smoke`` (seconds; ``{tmp}``: a temporary folder)
+SMOKE_ARGS = ["--rows", "s4d", "hyena", "--lengths", "64", "--batch", "2", "--width", "8", "--threads", "1", "--out", "{tmp}/ssm_speed.json"]
+
 MIXERS = {
     "s4d": ("s4d", {"state_dim": 64}),
     "hyena": ("hyena", {}),

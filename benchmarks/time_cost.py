@@ -32,6 +32,9 @@ from pathlib import Path
 from bench_common import cpu_seconds, status_mb
 from trajectories import table_or_worker
 
+#: the smoke configuration of ``python -m benchmarks time_cost --smoke`` (seconds; ``{tmp}``: a temporary folder)
+SMOKE_ARGS = ["--mixers", "s4d", "--lengths", "8", "16", "--batch", "2", "--width", "8", "--depth", "1", "--out", "{tmp}/time_cost.json"]
+
 LENGTHS = [16, 32, 64, 128, 256, 512, 1024]
 MIXERS = ["s4d", "transformer", "mamba"]
 

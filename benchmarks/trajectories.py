@@ -2,9 +2,9 @@
 
 Usage::
 
-    python benchmarks/trajectories.py --seeds 0 1 2 --out benchmarks/results/trajectories.json
-    python benchmarks/trajectories.py --tasks hsmm:24 --rows interp s4d --seeds 0 --steps 200   # a quick look
-    python benchmarks/trajectories.py --table benchmarks/results/trajectories.json
+    python -m benchmarks trajectories --seeds 0 1 2                  # every task (the harness's datasets)
+    python -m benchmarks trajectories --dataset hsmm:24 --seeds 0 --set steps=200 'rows=["interp","s4d"]'
+    python -m benchmarks trajectories --table benchmarks/results/trajectories.json   # an older result
     python benchmarks/trajectories.py --figure benchmarks/figures/trajectories_paul15.png --steps 300
 
 Tasks: ``hsmm:24`` / ``hsmm:48`` (hsmm_timecourse_fpkm, FPKM, the Gaussian log1p-PCA latent, top 2,000
@@ -16,7 +16,8 @@ and fills the held-out step in with the observed ones as context (real train cel
 Rows: ``recon`` (not a model: the real held-out cells of half B encoded and decoded, the best a
 generator in this latent space can do), ``interp`` (OT-displacement interpolation of the two neighbouring time points in the same latent
 space, decoded by the same decoder), ``s4d``, ``mamba``, ``transformer``, ``hybrid`` (S4D and attention
-blocks alternating). Every backbone row shares the task's latent space within a seed.
+blocks alternating). Every backbone row shares the task's latent space within a seed, so one harness job
+(row ``all``) is one (task, seed) with every row of the option ``rows``; a task is the harness's dataset.
 
 Metrics (EVALUATION.md's definitions): the held-out cells are split in half (seed 0): A is the test
 set, B the floor's real sample. Reference space: the protocol's normalisation and a 30-component PCA
@@ -29,27 +30,30 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from bench_common import SHARED, cpu_seconds, mean_sd
+from bench_common import cpu_seconds, mean_sd, shared, smoke_adata
+from harness import Benchmark
 
 ROWS = ["interp", "s4d", "mamba", "transformer", "hybrid"]
 TASKS = ["hsmm:24", "hsmm:48", "paul15:4"]
 N_BINS = 8
 
 
-def load_task(task: str):
-    """(train AnnData, held-out AnnData, time_key, model kwargs, counts, held-out time, grid)."""
+def load_task(task: str, smoke: bool = False):
+    """(train AnnData, held-out AnnData, time_key, model kwargs, counts, held-out time, grid).
+
+    ``smoke``: the bundled PBMC3k subset of ``bench_common.smoke_adata`` with its random time columns.
+    """
     import anndata as ad
 
     name, _, held = task.partition(":")
     if name == "hsmm":
-        adata = ad.read_h5ad(SHARED / "hsmm_timecourse_fpkm.h5ad")
+        adata = smoke_adata() if smoke else ad.read_h5ad(shared("hsmm_timecourse_fpkm.h5ad"))
         hours = adata.obs["Hours"].astype(int).to_numpy()
         train_rows = hours != int(held)
         y = np.log1p(adata.X[train_rows].toarray())
@@ -58,7 +62,7 @@ def load_task(task: str):
         grid = sorted(set(hours.tolist()))
         return (adata[train_rows].copy(), adata[~train_rows].copy(), "Hours", {"time_points": grid}, False,
                 float(held), [float(g) for g in grid])
-    adata = ad.read_h5ad(SHARED / "paul15_pseudotime.h5ad")
+    adata = smoke_adata() if smoke else ad.read_h5ad(shared("paul15_pseudotime.h5ad"))
     adata = adata[adata.obs["weight_lineage1"].to_numpy() >= 0.5].copy()
     from exprflow.data.timecourse import quantile_bins
 
@@ -73,7 +77,7 @@ def load_task(task: str):
 
 
 def run_task(task: str, seed: int, rows: list[str], steps: int, vae_steps: int, width: int, depth: int,
-             batch_size: int, n_sequences: int) -> list[dict]:
+             batch_size: int, n_sequences: int, smoke: bool = False) -> list[dict]:
     """Train every row on one task and seed (sharing the latent space) and score the held-out cells."""
     import torch
 
@@ -82,7 +86,7 @@ def run_task(task: str, seed: int, rows: list[str], steps: int, vae_steps: int, 
     from exprflow.metrics import ReferenceSpace, coverage, energy, mmd, w2
     from exprflow.models.trajectory_flow import TrajectoryFlow
 
-    train, held, time_key, kwargs, counts, t_held, grid = load_task(task)
+    train, held, time_key, kwargs, counts, t_held, grid = load_task(task, smoke)
     split = np.random.default_rng(0).permutation(held.n_obs)
     test, floor_ref = held[split[: held.n_obs // 2]], held[split[held.n_obs // 2:]]
     space = ReferenceSpace(30, counts=counts).fit(train.X)
@@ -137,7 +141,7 @@ def run_task(task: str, seed: int, rows: list[str], steps: int, vae_steps: int, 
 def markdown(result: dict) -> str:
     """One table per task: rows x (w2, energy, mmd, coverage ratios to the floor, wall s), mean ± sd."""
     lines = []
-    runs = result["runs"]
+    runs = [x for r in result["runs"] for x in r.get("runs", [r])]  # the harness's jobs hold a (task, seed) each
     for task in dict.fromkeys(r["task"] for r in runs):
         n_test = next(r["n_test"] for r in runs if r["task"] == task)
         lines += [f"**{task}** (held-out cells: {n_test} in the test half; seeds "
@@ -163,7 +167,7 @@ def trajectory_figure(path: Path, steps: int, vae_steps: int, width: int, depth:
     from exprflow.plotting.trajectories import plot_trajectories
 
     torch.set_num_threads(1)
-    adata = ad.read_h5ad(SHARED / "paul15_pseudotime.h5ad")
+    adata = ad.read_h5ad(shared("paul15_pseudotime.h5ad"))
     model = TrajectoryFlow(adata, time_key="pseudotime_lineage1", weight_key="weight_lineage1", n_bins=N_BINS,
                            n_latent=10, n_sequences=2048, backbone_kwargs={"width": width, "depth": depth})
     model.train(max_steps=steps, vae_steps=vae_steps, batch_size=64, progress_bar=False)
@@ -184,54 +188,42 @@ def table_or_worker(args, markdown, work) -> bool:
     return bool(args.table or args.worker)
 
 
+def run_one(row: str, dataset: str, seed: int, smoke: bool, rows: tuple = tuple(ROWS), steps: int = 200,
+            vae_steps: int = 600, n_sequences: int = 2048, batch_size: int = 64, width: int = 64,
+            depth: int = 2) -> dict:
+    """One (task, seed) with every row of ``rows`` (they share the task's latent space): ``{"runs": [...]}``.
+
+    ``steps``: sequence-flow training steps; ``vae_steps``: count VAE steps (paul15); ``n_sequences``:
+    OT-chained training trajectories; ``batch_size``: trajectories (flow) / cells (VAE) per step.
+    """
+    return {"runs": run_task(dataset, seed, list(rows), steps, vae_steps, width, depth, batch_size, n_sequences,
+                             smoke)}
+
+
+BENCHMARK = Benchmark(
+    rows={"all": {"rows": "the option rows, sharing a latent space"}}, datasets=tuple(TASKS), run_one=run_one,
+    table=markdown,
+    options={"rows": list(ROWS), "steps": 200, "vae_steps": 600, "n_sequences": 2048, "batch_size": 64,
+             "width": 64, "depth": 2},
+    smoke={"rows": ["recon", *ROWS], "steps": 3, "vae_steps": 3, "n_sequences": 64, "batch_size": 16, "width": 8},
+    smoke_datasets=("hsmm:24", "paul15:4"),
+)
+
+
 def main() -> None:
+    """``--figure PATH``: draw generated paul15 trajectories; anything else runs on the harness."""
+    if "--figure" not in sys.argv:
+        from harness import script_main
+
+        sys.exit(script_main(__file__))
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tasks", nargs="+", default=TASKS)
-    parser.add_argument("--rows", nargs="+", default=ROWS)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--figure", type=Path, required=True, help="draw generated paul15 trajectories to this PNG")
     parser.add_argument("--steps", type=int, default=200, help="sequence-flow training steps")
-    parser.add_argument("--vae-steps", type=int, default=600, help="count VAE steps (paul15)")
-    parser.add_argument("--n-sequences", type=int, default=2048, help="OT-chained training trajectories")
-    parser.add_argument("--batch-size", type=int, default=64, help="trajectories (flow) / cells (VAE) per step")
+    parser.add_argument("--vae-steps", type=int, default=600, help="count VAE steps")
     parser.add_argument("--width", type=int, default=64)
     parser.add_argument("--depth", type=int, default=2)
-    parser.add_argument("--out", type=Path)
-    parser.add_argument("--table", type=Path)
-    parser.add_argument("--figure", type=Path, help="draw generated paul15 trajectories to this PNG and exit")
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    opts = [args.steps, args.vae_steps, args.width, args.depth, args.batch_size, args.n_sequences]
-    if args.figure is not None:
-        trajectory_figure(args.figure, args.steps, args.vae_steps, args.width, args.depth)
-        return
-
-    def work(job: str) -> list[dict]:  # "task,seed,seed,...": one process per task (imports once)
-        task, *seeds = job.split(",")
-        return [run for seed in seeds for run in run_task(task, int(seed), args.rows, *opts)]
-
-    if table_or_worker(args, markdown, work):
-        return
-    from exprflow.io import write_text_atomic
-
-    result = {"settings": vars(args) | {"out": str(args.out), "table": None}, "runs": []}
-    if args.out is not None and args.out.exists():
-        result["runs"] = json.loads(args.out.read_text())["runs"]
-    done = {(r["task"], r["seed"]) for r in result["runs"]}
-    for task in args.tasks:  # a task's seeds together: a cut run still has complete 3-seed rows
-        seeds = [str(seed) for seed in args.seeds if (task, seed) not in done]
-        if not seeds:
-            continue
-        cmd = [sys.executable, __file__, "--worker", ",".join([task, *seeds]), "--rows", *args.rows, "--steps",
-               str(args.steps), "--vae-steps", str(args.vae_steps), "--width", str(args.width), "--depth",
-               str(args.depth), "--batch-size", str(args.batch_size), "--n-sequences", str(args.n_sequences)]
-        proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)  # the worker's log goes to our stderr
-        if proc.returncode != 0:
-            logging.warning("%s failed (exit %d)", task, proc.returncode)
-            continue
-        result["runs"] += json.loads(proc.stdout.strip().splitlines()[-1])
-        if args.out is not None:
-            write_text_atomic(json.dumps(result, indent=2), args.out)
-    logging.warning("\n%s", markdown(result))
+    trajectory_figure(args.figure, args.steps, args.vae_steps, args.width, args.depth)
 
 
 if __name__ == "__main__":

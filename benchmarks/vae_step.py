@@ -18,6 +18,9 @@ import torch
 
 from bench_common import DATASETS, cpu_seconds
 
+#: the smoke configuration of ``python -m benchmarks vae_step --smoke`` (seconds; ``{tmp}``: a temporary folder)
+SMOKE_ARGS = ["--dataset", "pbmc3k", "--batch-size", "16", "--repeats", "1"]
+
 
 def main() -> None:
     from exprflow.data import read_adata

@@ -1,0 +1,1 @@
+"""The benchmarks of exprflow and their runner (``python -m benchmarks``; see README.md here)."""
