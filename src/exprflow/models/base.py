@@ -35,7 +35,7 @@ from exprflow.data.setup import AnnDataSetup, prepare_training_counts, resolve_s
 from exprflow.errors import ExprflowInputError
 from exprflow.flows import RectifiedFlow, guided_velocity
 from exprflow.flows.conditions import compositional_velocity, install_condition_embedding
-from exprflow.models.conditions import encode_combinations, normalize_condition_key
+from exprflow.models.conditions import AttributeGuidance, encode_combinations, normalize_condition_key
 from exprflow.output.anndata import model_repr
 from exprflow.persistence.model_dir import coerce_nested, rename_options
 from exprflow.sampling import integrate
@@ -302,7 +302,7 @@ class FlowModel:
 
     @torch.no_grad()
     def sample_states(self, codes: np.ndarray | None, n: int, *, n_steps: int, solver: str,
-                      guidance: float | Mapping[str, float], generator: torch.Generator,
+                      guidance: float | AttributeGuidance, generator: torch.Generator,
                       x0: torch.Tensor | None = None) -> tuple[torch.Tensor, int]:
         """Integrate the flow for ``n`` cells (from ``x0``, default fresh noise); returns the flow's states
         and the number of function evaluations."""
@@ -313,9 +313,9 @@ class FlowModel:
         # a flow on a small state is small work, unless thousands of cells are integrated together
         width = None if n >= WIDE_SAMPLING_CELLS else self.backbone.dim
         with self._ema_weights(), thread_limit(width):
-            if isinstance(guidance, Mapping):
-                velocity = compositional_velocity(self.backbone, self.condition_space, cond, guidance,
-                                                  getattr(self, "_composition", "joint"))
+            if isinstance(guidance, AttributeGuidance):
+                velocity = compositional_velocity(self.backbone, self.condition_space, cond, guidance.weights,
+                                                  guidance.composition)
             else:
                 velocity = guided_velocity(self.backbone, cond, guidance)
             result = integrate(velocity, x0, solver=solver, n_steps=n_steps)

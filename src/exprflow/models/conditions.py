@@ -14,6 +14,7 @@ Attributes left out, or missing (NaN) in a row, are marginalised: they take thei
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -143,9 +144,18 @@ def batch_codes(obs: pd.DataFrame, batch_key: str | None, levels: Sequence[str] 
     return labels.map(index).to_numpy().astype(np.int64)
 
 
-def check_guidance(guidance, composition: str, space: ConditionSpace | None):
-    """Guidance as a float, or a dict attribute -> weight (models with several condition keys only),
-    checked together with ``composition`` (clear errors)."""
+@dataclass(frozen=True)
+class AttributeGuidance:
+    """Classifier-free guidance weights per condition attribute, and how they compose (``"joint"`` or
+    ``"product"``; :mod:`exprflow.flows.conditions`)."""
+
+    weights: dict
+    composition: str = "joint"
+
+
+def check_guidance(guidance, composition: str, space: ConditionSpace | None) -> float | AttributeGuidance:
+    """Guidance as a float, or (a dict attribute -> weight, models with several condition keys only) an
+    :class:`AttributeGuidance`, checked together with ``composition`` (clear errors)."""
     from exprflow.flows.conditions import COMPOSITIONS
 
     if composition not in COMPOSITIONS:
@@ -156,4 +166,4 @@ def check_guidance(guidance, composition: str, space: ConditionSpace | None):
         raise ExprflowInputError("Guidance per attribute needs several condition keys; give one float.")
     for key in guidance:
         space.key_index(key)
-    return {str(k): float(w) for k, w in guidance.items()}
+    return AttributeGuidance({str(k): float(w) for k, w in guidance.items()}, composition)

@@ -45,7 +45,6 @@ def generate_cells(model, n_cells: int | None, conditions: Mapping[str, int] | S
     rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(seed)
     guidance = check_guidance(guidance, composition, model.condition_space)
-    model._composition = composition
     if model.condition_space is not None:
         n, codes = resolve_combinations(n_cells, conditions, model.condition_space, model.train_codes, rng)
     else:
@@ -63,7 +62,8 @@ def generate_cells(model, n_cells: int | None, conditions: Mapping[str, int] | S
     counts = sp.vstack(chunks).tocsr()[np.argsort(order, kind="stable")]
     provenance = {
         "model": type(model).__name__, "version": __version__, "n_steps": n_steps, "solver": solver,
-        "nfe": model._last_nfe, "guidance": guidance, "seed": seed, "sampling_seconds": seconds,
+        "nfe": model._last_nfe, "guidance": getattr(guidance, "weights", guidance), "seed": seed,
+        "sampling_seconds": seconds,
         "config": asdict(model.config),
     }
     if model.condition_space is not None:
