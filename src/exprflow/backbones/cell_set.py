@@ -48,11 +48,20 @@ class CellSetConfig:
 class CellSetBackbone(nn.Module):
     """Velocity ``v(x, t, cond)`` of a population ``x (B, N, d)``: attention over cells, no positions.
 
-    Args:
-        dim: width ``d`` of one cell's state (e.g. VAE latent dimensions + log library).
-        n_conditions: number of population conditions; code ``n_conditions`` is the null condition.
-        width: token width ``W``; depth: attention blocks; n_heads: attention heads.
-        mlp_ratio, time_dim, dropout: as in the other backbones.
+    Parameters
+    ----------
+    dim
+        width ``d`` of one cell's state (e.g. VAE latent dimensions + log library).
+    n_conditions
+        number of population conditions; code ``n_conditions`` is the null condition.
+    width
+        token width ``W``.
+    depth
+        attention blocks.
+    n_heads
+        attention heads.
+    mlp_ratio, time_dim, dropout
+        as in the other backbones.
     """
 
     def __init__(self, dim: int, n_conditions: int = 0, width: int = 128, depth: int = 3, n_heads: int = 4,

@@ -81,18 +81,29 @@ def genomic_order(var: pd.DataFrame, key: str | list[str]) -> np.ndarray:
 class GeneSequenceBackbone(nn.Module):
     """Velocity network over gene patches with a pluggable sequence mixer (see module docstring).
 
-    Args:
-        dim: number of genes G of the state vector.
-        n_conditions: condition codes; code ``n_conditions`` is the null condition.
-        width: channels W of each position.
-        depth: number of adaLN-Zero blocks.
-        patch_size: genes per sequence position P.
-        mlp_ratio, dropout: the blocks' channel MLP.
-        time_dim: width of the sinusoidal flow-time code.
-        skip_rank: rank K of the per-gene skip path (0 disables it).
-        mixer_kwargs: options of the mixer (e.g. ``{"state_dim": 64}`` for S4D, ``{"scan": "chunked"}``
-            for Mamba, ``{"n_heads": 4}`` for attention).
-        gene_order_key: ``var`` column(s) giving the gene order (genomic position); None = training order.
+    Parameters
+    ----------
+    dim
+        number of genes G of the state vector.
+    n_conditions
+        condition codes; code ``n_conditions`` is the null condition.
+    width
+        channels W of each position.
+    depth
+        number of adaLN-Zero blocks.
+    patch_size
+        genes per sequence position P.
+    mlp_ratio, dropout
+        the blocks' channel MLP.
+    time_dim
+        width of the sinusoidal flow-time code.
+    skip_rank
+        rank K of the per-gene skip path (0 disables it).
+    mixer_kwargs
+        options of the mixer (e.g. ``{"state_dim": 64}`` for S4D, ``{"scan": "chunked"}``
+        for Mamba, ``{"n_heads": 4}`` for attention).
+    gene_order_key
+        ``var`` column(s) giving the gene order (genomic position); None = training order.
     """
 
     mixer: str = ""

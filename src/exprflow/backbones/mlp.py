@@ -100,15 +100,24 @@ class AdaLNZeroBlock(nn.Module):
 class MLPBackbone(nn.Module):
     """Velocity network ``v(x, t, cond)`` on state vectors: residual MLP blocks with adaLN-Zero.
 
-    Args:
-        dim: width of the state vector (genes or latent dimensions).
-        n_conditions: number of condition codes; code ``n_conditions`` is the null condition.
-        hidden: width of the residual stream and of the conditioning vector.
-        depth: number of residual blocks.
-        mlp_ratio: inner width of each block's MLP as a multiple of ``hidden``.
-        time_dim: width of the sinusoidal time code.
-        dropout: dropout inside each block's MLP.
-        dim_skip: add the per-dimension affine skip path ``a(c) * x + b(c)`` (see module docstring).
+    Parameters
+    ----------
+    dim
+        width of the state vector (genes or latent dimensions).
+    n_conditions
+        number of condition codes; code ``n_conditions`` is the null condition.
+    hidden
+        width of the residual stream and of the conditioning vector.
+    depth
+        number of residual blocks.
+    mlp_ratio
+        inner width of each block's MLP as a multiple of ``hidden``.
+    time_dim
+        width of the sinusoidal time code.
+    dropout
+        dropout inside each block's MLP.
+    dim_skip
+        add the per-dimension affine skip path ``a(c) * x + b(c)`` (see module docstring).
     """
 
     def __init__(

@@ -65,19 +65,39 @@ def _sparse_apply(matrix: Tensor, h: Tensor) -> Tensor:
 class PathwayBackbone(GeneSetBackbone):
     """Pathway-token velocity network (see module docstring).
 
-    Args:
-        dim: number of genes; n_conditions: condition codes (code ``n_conditions`` is null).
-        gene_sets: a GMT path or a mapping ``{set name: [genes]}``; read at :meth:`setup_genes`.
-        control: ``"none"`` (the sets as given), ``"random"`` or ``"random_swap"`` (degree-matched random sets).
-        control_seed: seed of the random control.
-        min_set_size, max_set_size, max_sets: filters on the sets' sizes among the model's genes (see
-            :meth:`GeneSets.map`); ``max_sets`` keeps the largest.
-        min_coverage: least fraction of genes in a kept set; less is an input error (wrong species/ids).
-        hidden: token width; depth: attention blocks over tokens; heads: attention heads.
-        attention: ``"sab"`` (full attention over tokens) or ``"isab"`` (``n_inducing`` points; many sets).
-        phi_depth: hidden layers of ``phi``; gene_depth: per-gene adaLN-Zero blocks after decoding.
-        gene_skip: add the per-gene affine skip ``a_g(c) x_g + b_g(c)`` (``2 dim hidden`` parameters).
-        mlp_ratio, time_dim, value_encoding: as in the other gene-set backbones.
+    Parameters
+    ----------
+    dim
+        number of genes.
+    n_conditions
+        condition codes (code ``n_conditions`` is null).
+    gene_sets
+        a GMT path or a mapping ``{set name: [genes]}``; read at :meth:`setup_genes`.
+    control
+        ``"none"`` (the sets as given), ``"random"`` or ``"random_swap"`` (degree-matched random sets).
+    control_seed
+        seed of the random control.
+    min_set_size, max_set_size, max_sets
+        filters on the sets' sizes among the model's genes (see
+        :meth:`GeneSets.map`); ``max_sets`` keeps the largest.
+    min_coverage
+        least fraction of genes in a kept set; less is an input error (wrong species/ids).
+    hidden
+        token width.
+    depth
+        attention blocks over tokens.
+    heads
+        attention heads.
+    attention
+        ``"sab"`` (full attention over tokens) or ``"isab"`` (``n_inducing`` points; many sets).
+    phi_depth
+        hidden layers of ``phi``.
+    gene_depth
+        per-gene adaLN-Zero blocks after decoding.
+    gene_skip
+        add the per-gene affine skip ``a_g(c) x_g + b_g(c)`` (``2 dim hidden`` parameters).
+    mlp_ratio, time_dim, value_encoding
+        as in the other gene-set backbones.
     """
 
     def __init__(self, dim: int, n_conditions: int = 0, gene_sets: str | Mapping[str, Sequence[str]] | None = None,

@@ -71,15 +71,23 @@ class TimeSequenceConfig:
 class TimeSequenceBackbone(nn.Module):
     """Velocity of a trajectory ``(B, T, d)`` with a mixer over the time axis (see the module docstring).
 
-    Args:
-        dim: latent dimension d of one time step.
-        backbone: a name of :data:`TIME_MIXERS` (``s4d``, ``hyena``, ``mamba``, ``transformer``, ``hybrid``).
-        n_conditions: condition codes per trajectory; code ``n_conditions`` is the null condition.
-        width, depth, mlp_ratio, dropout: the adaLN-Zero blocks.
-        time_dim: width of the sinusoidal codes (flow time and physical time).
-        causal: position k sees positions <= k only.
-        mixer_kwargs: options per mixer name, e.g. ``{"s4d": {"state_dim": 32}, "mamba": {"scan": "chunked"}}``;
-            merged over :data:`DEFAULT_MIXER_KWARGS`.
+    Parameters
+    ----------
+    dim
+        latent dimension d of one time step.
+    backbone
+        a name of :data:`TIME_MIXERS` (``s4d``, ``hyena``, ``mamba``, ``transformer``, ``hybrid``).
+    n_conditions
+        condition codes per trajectory; code ``n_conditions`` is the null condition.
+    width, depth, mlp_ratio, dropout
+        the adaLN-Zero blocks.
+    time_dim
+        width of the sinusoidal codes (flow time and physical time).
+    causal
+        position k sees positions <= k only.
+    mixer_kwargs
+        options per mixer name, e.g. ``{"s4d": {"state_dim": 32}, "mamba": {"scan": "chunked"}}``;
+        merged over :data:`DEFAULT_MIXER_KWARGS`.
     """
 
     def __init__(self, dim: int, backbone: str = "s4d", n_conditions: int = 0, width: int = 64, depth: int = 4,
@@ -105,10 +113,14 @@ class TimeSequenceBackbone(nn.Module):
                 mask: Tensor | None = None, cond: Tensor | None = None) -> Tensor:
         """Velocity ``(B, T, d)`` of states ``x (B, T, d)`` at flow time ``t``.
 
-        Args:
-            positions: physical time of each step in [0, 1], ``(T,)`` or ``(B, T)``.
-            context, mask: observed steps ``(B, T, d)`` and ``(B, T)`` (1 = observed); None = nothing observed.
-            cond: condition codes ``(B,)`` or None (the null condition).
+        Parameters
+        ----------
+        positions
+            physical time of each step in [0, 1], ``(T,)`` or ``(B, T)``.
+        context, mask
+            observed steps ``(B, T, d)`` and ``(B, T)`` (1 = observed); None = nothing observed.
+        cond
+            condition codes ``(B,)`` or None (the null condition).
         """
         batch, length, _ = x.shape
         if mask is None:

@@ -54,12 +54,18 @@ def _codes(obs: pd.DataFrame, key: str, what: str) -> tuple[np.ndarray, list[str
 class PopulationSampler:
     """Draws populations of ``population_size`` cells (row indices) from the cells of one group.
 
-    Args:
-        groups: group code per cell ``(n_cells,)`` in ``[0, n_groups)`` (all zeros: one group).
-        population_size: ``N``, the cells per population.
-        labels: cell-type code per cell (needed with ``concentration``).
-        concentration: Dirichlet concentration ``a`` of the composition (None: plain random subsets).
-        replace: draw plain subsets with replacement (bootstrap), so a group may have fewer than N cells.
+    Parameters
+    ----------
+    groups
+        group code per cell ``(n_cells,)`` in ``[0, n_groups)`` (all zeros: one group).
+    population_size
+        ``N``, the cells per population.
+    labels
+        cell-type code per cell (needed with ``concentration``).
+    concentration
+        Dirichlet concentration ``a`` of the composition (None: plain random subsets).
+    replace
+        draw plain subsets with replacement (bootstrap), so a group may have fewer than N cells.
     """
 
     groups: np.ndarray

@@ -35,14 +35,21 @@ Progress = Callable[[], tuple[int, int, int]]
 class StepBatchSampler(Sampler[list[int]]):
     """Batches of row indices indexed by the global step (see the module docstring).
 
-    Args:
-        n: number of rows.
-        batch_size: rows per process and step (Lightning's convention: per device).
-        seed: seed of the epoch permutations.
-        drop_last: drop the last incomplete global batch of an epoch (otherwise it is padded with rows
-            from the start of the epoch's order, as ``DistributedSampler`` pads, so every process gets
-            ``batch_size`` rows; with one process it is simply shorter).
+    Parameters
+    ----------
+    n
+        number of rows.
+    batch_size
+        rows per process and step (Lightning's convention: per device).
+    seed
+        seed of the epoch permutations.
+    drop_last
+        drop the last incomplete global batch of an epoch (otherwise it is padded with rows
+        from the start of the epoch's order, as ``DistributedSampler`` pads, so every process gets
+        ``batch_size`` rows; with one process it is simply shorter).
 
+    Notes
+    -----
     Call :meth:`bind` with a Lightning ``Trainer`` (``fit_loader`` does) to start each epoch's
     iteration at ``trainer.global_step`` and take rank and world size from the trainer; unbound, the
     sampler is a single process starting at step :attr:`start_step`.

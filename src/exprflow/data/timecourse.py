@@ -159,16 +159,24 @@ def prepare_timecourse(
 ) -> TimeCourse:
     """Validate expression values and times and return a :class:`TimeCourse` (the AnnData is not modified).
 
-    Args:
-        adata: cells x genes; counts or non-count values (FPKM, log data) in ``X`` or ``layer``.
-        time_key: obs column with each cell's time (numeric or ordered categorical).
-        layer: layer holding the values (None: ``X``).
-        weight_key: obs column with a lineage weight per cell; cells below ``min_weight`` are dropped.
-        n_bins: cut numeric (pseudo)time into this many ordered bins of equal cell counts.
+    Parameters
+    ----------
+    adata
+        cells x genes; counts or non-count values (FPKM, log data) in ``X`` or ``layer``.
+    time_key
+        obs column with each cell's time (numeric or ordered categorical).
+    layer
+        layer holding the values (None: ``X``).
+    weight_key
+        obs column with a lineage weight per cell; cells below ``min_weight`` are dropped.
+    n_bins
+        cut numeric (pseudo)time into this many ordered bins of equal cell counts.
 
-    Raises:
-        ExprflowInputError: see :func:`time_values`; also fewer than two time levels, binning of
-            categorical times, or no cell left on the lineage.
+    Raises
+    ------
+    ExprflowInputError
+        see :func:`time_values`; also fewer than two time levels, binning of
+        categorical times, or no cell left on the lineage.
     """
     values, labels = time_values(adata, time_key)
     weights = lineage_weights(adata, weight_key) if weight_key is not None else None

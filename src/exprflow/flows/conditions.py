@@ -150,12 +150,18 @@ def compositional_velocity(model: nn.Module, space: ConditionSpace, cond: Tensor
                            weights: Mapping[str, float], composition: str = "joint"):
     """``velocity(x, t)`` with a guidance weight per attribute (see module docstring).
 
-    Args:
-        model: backbone whose ``cond_embed`` is a :class:`MultiConditionEmbedding` of ``space``.
-        space: the condition attributes.
-        cond: packed codes ``(B,)``; every cell of a call shares its specified attributes.
-        weights: attribute -> weight; specified attributes not listed get weight 1.
-        composition: ``"joint"`` or ``"product"``.
+    Parameters
+    ----------
+    model
+        backbone whose ``cond_embed`` is a :class:`MultiConditionEmbedding` of ``space``.
+    space
+        the condition attributes.
+    cond
+        packed codes ``(B,)``; every cell of a call shares its specified attributes.
+    weights
+        attribute -> weight; specified attributes not listed get weight 1.
+    composition
+        ``"joint"`` or ``"product"``.
     """
     from exprflow.flows.guidance import _time_batch
 

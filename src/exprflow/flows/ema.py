@@ -36,9 +36,12 @@ def _shadow_copy(x: Tensor) -> Tensor:
 class EMA:
     """Shadow copy of a model's weights updated as an exponential moving average.
 
-    Args:
-        model: the model whose parameters and buffers are averaged.
-        decay: the long-run decay (e.g. 0.999); warm-up uses ``min(decay, (1 + n) / (10 + n))``.
+    Parameters
+    ----------
+    model
+        the model whose parameters and buffers are averaged.
+    decay
+        the long-run decay (e.g. 0.999); warm-up uses ``min(decay, (1 + n) / (10 + n))``.
     """
 
     def __init__(self, model: nn.Module, decay: float = 0.999) -> None:

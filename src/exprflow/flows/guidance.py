@@ -27,10 +27,14 @@ def _time_batch(t: Tensor | float, x: Tensor) -> Tensor:
 def guided_velocity(model: nn.Module, cond: Tensor | int | None, scale: float = 1.0) -> Velocity:
     """Return ``velocity(x, t)`` implementing classifier-free guidance for ``model(x, t, cond)``.
 
-    Args:
-        model: backbone with attribute ``n_conditions`` (the null code).
-        cond: condition codes ``(B,)``, one int for all samples, or None (unconditional; ``scale`` unused).
-        scale: guidance scale ``w``; 1 = conditional, 0 = unconditional, > 1 extrapolates.
+    Parameters
+    ----------
+    model
+        backbone with attribute ``n_conditions`` (the null code).
+    cond
+        condition codes ``(B,)``, one int for all samples, or None (unconditional; ``scale`` unused).
+    scale
+        guidance scale ``w``; 1 = conditional, 0 = unconditional, > 1 extrapolates.
     """
     null = int(model.n_conditions)
     scale = float(scale)

@@ -37,12 +37,17 @@ def drop_conditions(
 class RectifiedFlow:
     """Rectified-flow objective: ``loss(model, x1, cond)``.
 
-    Args:
-        time_sampler: a name in :data:`TIME_SAMPLERS` (default hyperparameters) or a sampler object.
-        coupling: a name in :data:`COUPLINGS` or a coupling object.
-        cond_dropout: probability of replacing a condition code by the null code during training.
-        conditions: a :class:`~exprflow.flows.conditions.ConditionSpace` for packed codes of several
-            attributes: each attribute is then dropped to its own null independently with ``cond_dropout``.
+    Parameters
+    ----------
+    time_sampler
+        a name in :data:`TIME_SAMPLERS` (default hyperparameters) or a sampler object.
+    coupling
+        a name in :data:`COUPLINGS` or a coupling object.
+    cond_dropout
+        probability of replacing a condition code by the null code during training.
+    conditions
+        a :class:`~exprflow.flows.conditions.ConditionSpace` for packed codes of several
+        attributes: each attribute is then dropped to its own null independently with ``cond_dropout``.
     """
 
     def __init__(
@@ -69,12 +74,18 @@ class RectifiedFlow:
     ) -> Tensor:
         """Scalar mean-squared error between ``model(xt, t, cond')`` and ``ut``, averaged per element.
 
-        Args:
-            model: a backbone ``model(x, t, cond) -> v``.
-            x1: data batch ``(B, ...)``.
-            cond: condition codes ``(B,)`` or None (unconditional: the model sees the null code).
-            n_null: the null code; defaults to ``model.n_conditions``.
-            generator: random generator (on ``x1.device``) for noise, times and dropout.
+        Parameters
+        ----------
+        model
+            a backbone ``model(x, t, cond) -> v``.
+        x1
+            data batch ``(B, ...)``.
+        cond
+            condition codes ``(B,)`` or None (unconditional: the model sees the null code).
+        n_null
+            the null code; defaults to ``model.n_conditions``.
+        generator
+            random generator (on ``x1.device``) for noise, times and dropout.
         """
         batch = x1.shape[0]
         x0 = torch.randn(x1.shape, generator=generator, device=x1.device, dtype=x1.dtype)

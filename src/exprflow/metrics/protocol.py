@@ -69,29 +69,42 @@ def evaluate(real_test: AnnData, generated: AnnData, real_train: AnnData, *, lay
              condition_key: str | None = None, counts: bool = True, seed: int = 0, floor: bool = True) -> dict:
     """Score generated cells against held-out real cells with the fixed protocol of docs/evaluation.md.
 
-    Args:
-        real_test: held-out real cells (never seen in training).
-        generated: generated cells; counts in ``X``, same genes as ``real_test`` (any order).
-        real_train: the real cells the generator was trained on: the PCA is fitted on them minus the
-            floor subsample (see the module docstring); also ``dcr``, the floor and the label classifier.
-        layer: layer of the REAL AnnDatas holding counts (None: ``X``).
-        condition_key: ``obs`` column present in all three; enables per-condition metrics (levels with
-            >= 20 real test cells, averaged) and ``label_accuracy``.
-        counts: False for non-count data (e.g. FPKM): ``log1p`` without per-cell normalisation, and no
-            library-size metrics.
-        seed: seeds every subsample and cross-validation split.
-        floor: also compute the floor row (real train subsample vs real test) and the ratios to it.
+    Parameters
+    ----------
+    real_test
+        held-out real cells (never seen in training).
+    generated
+        generated cells; counts in ``X``, same genes as ``real_test`` (any order).
+    real_train
+        the real cells the generator was trained on: the PCA is fitted on them minus the
+        floor subsample (see the module docstring); also ``dcr``, the floor and the label classifier.
+    layer
+        layer of the REAL AnnDatas holding counts (None: ``X``).
+    condition_key
+        ``obs`` column present in all three; enables per-condition metrics (levels with
+        >= 20 real test cells, averaged) and ``label_accuracy``.
+    counts
+        False for non-count data (e.g. FPKM): ``log1p`` without per-cell normalisation, and no
+        library-size metrics.
+    seed
+        seeds every subsample and cross-validation split.
+    floor
+        also compute the floor row (real train subsample vs real test) and the ratios to it.
 
-    Returns:
+    Returns
+    -------
+    dict
         A JSON-serialisable dict: ``protocol_version``, ``n_test``, ``n_generated``, ``n_train``,
         ``n_compared``, ``n_pca_fit``, ``seed``, ``metrics``, ``floor``, ``ratio_to_floor``, ``unavailable`` (reason for
         every None value, by row), ``notes`` and, when conditional, ``per_condition``,
         ``per_condition_floor``, ``per_condition_n`` and the pooled whole population ``all_cells``,
         ``all_cells_floor``, ``all_cells_ratio_to_floor``, ``all_cells_n``. Values are floats or None, never NaN.
 
-    Raises:
-        ExprflowInputError: mismatched genes, a missing condition key or layer, fewer than 10 cells,
-            non-finite or negative values, or no condition level with enough cells.
+    Raises
+    ------
+    ExprflowInputError
+        mismatched genes, a missing condition key or layer, fewer than 10 cells,
+        non-finite or negative values, or no condition level with enough cells.
     """
     started = time.perf_counter()
     if not isinstance(seed, (int, np.integer)) or seed < 0:

@@ -67,12 +67,18 @@ def target_sum_of(context: GeneContext, default: float = 1e4) -> float:
 class GeneSetBackbone(nn.Module):
     """Base of the gene-set backbones (see module docstring); not registered itself.
 
-    Args:
-        dim: number of genes (state width).
-        n_conditions: number of condition codes; code ``n_conditions`` is the null condition.
-        hidden: token and conditioning width.
-        time_dim: width of the sinusoidal time code.
-        value_encoding: ``"fourier"`` or ``"linear"`` encoding of log1p values.
+    Parameters
+    ----------
+    dim
+        number of genes (state width).
+    n_conditions
+        number of condition codes; code ``n_conditions`` is the null condition.
+    hidden
+        token and conditioning width.
+    time_dim
+        width of the sinusoidal time code.
+    value_encoding
+        ``"fourier"`` or ``"linear"`` encoding of log1p values.
     """
 
     def __init__(self, dim: int, n_conditions: int = 0, hidden: int = 64, time_dim: int = 64,

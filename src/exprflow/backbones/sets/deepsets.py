@@ -32,14 +32,25 @@ from exprflow.backbones.sets.base import GeneSetBackbone
 class DeepSetsBackbone(GeneSetBackbone):
     """DeepSets velocity network over the set of genes (see module docstring).
 
-    Args:
-        dim: number of genes; n_conditions: condition codes (code ``n_conditions`` is null).
-        hidden: token / cell width.
-        depth: adaLN-Zero blocks of ``rho`` (on the pooled cell vector) and, as many again, of the
-            per-gene (equivariant) head.
-        phi_depth: hidden layers of ``phi``.
-        mlp_ratio: inner width of the blocks as a multiple of ``hidden``.
-        time_dim: width of the sinusoidal time code; value_encoding: ``"fourier"`` or ``"linear"``.
+    Parameters
+    ----------
+    dim
+        number of genes.
+    n_conditions
+        condition codes (code ``n_conditions`` is null).
+    hidden
+        token / cell width.
+    depth
+        adaLN-Zero blocks of ``rho`` (on the pooled cell vector) and, as many again, of the
+        per-gene (equivariant) head.
+    phi_depth
+        hidden layers of ``phi``.
+    mlp_ratio
+        inner width of the blocks as a multiple of ``hidden``.
+    time_dim
+        width of the sinusoidal time code.
+    value_encoding
+        ``"fourier"`` or ``"linear"``.
     """
 
     def __init__(self, dim: int, n_conditions: int = 0, hidden: int = 64, depth: int = 2, phi_depth: int = 2,

@@ -46,10 +46,14 @@ def gene_hash(names: Sequence[str]) -> Tensor:
 class GeneMatch:
     """Where another panel's genes sit in a model.
 
-    Attributes:
-        model_index: row of each shared gene in the model's table (``LongTensor (n_shared,)``).
-        panel_index: column of that gene in the other panel (``np.ndarray (n_shared,)``), same order.
-        unknown: the panel's gene names the model does not know.
+    Attributes
+    ----------
+    model_index
+        row of each shared gene in the model's table (``LongTensor (n_shared,)``).
+    panel_index
+        column of that gene in the other panel (``np.ndarray (n_shared,)``), same order.
+    unknown
+        the panel's gene names the model does not know.
     """
 
     model_index: Tensor
@@ -114,11 +118,16 @@ class ValueEncoding(nn.Module):
 class GeneEntityEncoder(nn.Module):
     """Gene tokens ``e_g + V(u_g)`` for the genes of a panel (see the module docstring).
 
-    Args:
-        n_genes: number of genes in the model's panel (the state's width).
-        width: token width.
-        value_encoding: ``"fourier"`` or ``"linear"``.
-        n_frequencies: Fourier frequencies of the value encoding.
+    Parameters
+    ----------
+    n_genes
+        number of genes in the model's panel (the state's width).
+    width
+        token width.
+    value_encoding
+        ``"fourier"`` or ``"linear"``.
+    n_frequencies
+        Fourier frequencies of the value encoding.
     """
 
     def __init__(self, n_genes: int, width: int, value_encoding: str = "fourier", n_frequencies: int = 8) -> None:

@@ -24,13 +24,28 @@ from exprflow.backbones.sets.base import GeneSetBackbone
 class SetTransformerBackbone(GeneSetBackbone):
     """Set Transformer velocity network over the set of genes (see module docstring).
 
-    Args:
-        dim: number of genes; n_conditions: condition codes (code ``n_conditions`` is null).
-        hidden: token width; depth: number of attention blocks; heads: attention heads.
-        attention: ``"isab"`` (inducing points) or ``"sab"`` (full self-attention).
-        n_inducing: inducing points ``m`` of each ISAB.
-        mlp_ratio: inner width of the row-wise feed-forward layers.
-        time_dim: width of the sinusoidal time code; value_encoding: ``"fourier"`` or ``"linear"``.
+    Parameters
+    ----------
+    dim
+        number of genes.
+    n_conditions
+        condition codes (code ``n_conditions`` is null).
+    hidden
+        token width.
+    depth
+        number of attention blocks.
+    heads
+        attention heads.
+    attention
+        ``"isab"`` (inducing points) or ``"sab"`` (full self-attention).
+    n_inducing
+        inducing points ``m`` of each ISAB.
+    mlp_ratio
+        inner width of the row-wise feed-forward layers.
+    time_dim
+        width of the sinusoidal time code.
+    value_encoding
+        ``"fourier"`` or ``"linear"``.
     """
 
     def __init__(self, dim: int, n_conditions: int = 0, hidden: int = 64, depth: int = 2, heads: int = 4,

@@ -33,12 +33,24 @@ from exprflow.representations.tokens import GENEFORMER_MAX_TOKENS, nonzero_media
 class RankTokensBackbone(GeneSetBackbone):
     """Rank-value token Transformer (Geneformer baseline); see the module docstring.
 
-    Args:
-        dim: number of genes; n_conditions: condition codes (code ``n_conditions`` is null).
-        hidden: token width; depth: Transformer blocks; heads: attention heads.
-        max_tokens: sequence length cap (Geneformer: 2,048).
-        value_channel: add each token's value encoding (see module docstring).
-        mlp_ratio, time_dim, value_encoding: as in :class:`~exprflow.backbones.sets.base.GeneSetBackbone`.
+    Parameters
+    ----------
+    dim
+        number of genes.
+    n_conditions
+        condition codes (code ``n_conditions`` is null).
+    hidden
+        token width.
+    depth
+        Transformer blocks.
+    heads
+        attention heads.
+    max_tokens
+        sequence length cap (Geneformer: 2,048).
+    value_channel
+        add each token's value encoding (see module docstring).
+    mlp_ratio, time_dim, value_encoding
+        as in :class:`~exprflow.backbones.sets.base.GeneSetBackbone`.
     """
 
     def __init__(self, dim: int, n_conditions: int = 0, hidden: int = 64, depth: int = 2, heads: int = 4,

@@ -27,11 +27,16 @@ from exprflow.representations.tokens import SCGPT_N_BINS, value_bins_torch
 class ValueBinsBackbone(SetTransformerBackbone):
     """scGPT value-bin tokens + Set Transformer blocks (no positions); see the module docstring.
 
-    Args:
-        n_bins: number of bins including the zero bin (scGPT: 51).
-        value_channel: add the continuous value encoding to each token.
-        attention: ``"sab"`` (default, as scGPT) or ``"isab"``. Other arguments as in
-            :class:`~exprflow.backbones.sets.set_transformer.SetTransformerBackbone`.
+    Parameters
+    ----------
+    n_bins
+        number of bins including the zero bin (scGPT: 51).
+    value_channel
+        add the continuous value encoding to each token.
+    attention
+        ``"sab"`` (default, as scGPT) or ``"isab"``.
+    dim, n_conditions, hidden, depth, heads, n_inducing, mlp_ratio, time_dim, value_encoding
+        as in :class:`~exprflow.backbones.sets.set_transformer.SetTransformerBackbone`.
     """
 
     def __init__(self, dim: int, n_conditions: int = 0, hidden: int = 64, depth: int = 2, heads: int = 4,
