@@ -61,39 +61,32 @@ def _cpu(run: dict) -> float:
     return run["train_cpu_s"]
 
 
+def _rows(runs: list[dict], suffix: str = "") -> list[tuple[str, str, float, float]]:
+    """One point per row of a grid result: (name + suffix, family, mean train CPU-s, mean energy / floor)."""
+    return [(row + suffix, ROW_FAMILY[row], c, v) for row, (c, v) in _mean_by_row(runs, _energy, _cpu).items()]
+
+
+def _latent_and_state(dataset: str) -> list[tuple[str, str, float, float]]:
+    """LatentFlow and scVI (latent.py) and StateFlow at its defaults (foundation.py) on ``dataset``."""
+    state = [{**r, "row": "state"} for r in _load(f"foundation_{dataset}.json")["runs"]]
+    return _rows(_load(f"latent_{dataset}.json")["runs"]) + _rows(state, " (2,000 steps)")
+
+
 def panel_pbmc3k() -> list[tuple[str, str, float, float]]:
     """Static expression, PBMC3k: latent vs direct flow, sets and tokens, pathways (energy / floor)."""
-    points = []
-    for row, (c, v) in _mean_by_row(_load("latent_pbmc3k.json")["runs"], _energy, _cpu).items():
-        points.append((row, ROW_FAMILY[row], c, v))
-    state = _load("foundation_pbmc3k.json")["runs"]
-    points.append(("state (2,000 steps)", "state vector (MLP)", np.mean([_cpu(r) for r in state]),
-                   np.mean([r["metrics"]["ratio_to_floor"]["energy"] for r in state])))
     sets = _load("sets_pbmc3k_a.json")["runs"] + _load("sets_pbmc3k_b.json")["runs"]
-    for row, (c, v) in _mean_by_row(sets, _energy, _cpu).items():
-        points.append((f"{row} (300 steps)", ROW_FAMILY[row], c, v))
-    (c, v), = _mean_by_row(_load("sets_pbmc3k_mlp_equal_cpu.json")["runs"], _energy, _cpu).values()
-    points.append(("mlp (13,000 steps)", "state vector (MLP)", c, v))
     paths = [r for s in range(3) for r in _load(f"pathways_pbmc3k_s{s}.json")["runs"] if r["row"] != "mlp"]
-    for row, (c, v) in _mean_by_row(paths, _energy, _cpu).items():
-        points.append((row, ROW_FAMILY[row], c, v))
-    return points
+    return (_latent_and_state("pbmc3k") + _rows(sets, " (300 steps)")
+            + _rows(_load("sets_pbmc3k_mlp_equal_cpu.json")["runs"], " (13,000 steps)") + _rows(paths))
 
 
 def panel_kang() -> list[tuple[str, str, float, float]]:
     """Static expression, kang2018_ifnb (14,053 genes); the subsampled set/token rows as hollow points."""
-    points = []
-    for row, (c, v) in _mean_by_row(_load("latent_kang2018_ifnb.json")["runs"], _energy, _cpu).items():
-        points.append((row, ROW_FAMILY[row], c, v))
-    state = _load("foundation_kang2018_ifnb.json")["runs"]
-    points.append(("state (2,000 steps)", "state vector (MLP)", np.mean([_cpu(r) for r in state]),
-                   np.mean([r["metrics"]["ratio_to_floor"]["energy"] for r in state])))
-    for row, (c, v) in _mean_by_row(_load("ssm_quality_kang2018_ifnb.json")["runs"], _energy, _cpu).items():
-        points.append((f"{row} (500 steps)", ROW_FAMILY[row], c, v))
-    sub = RESULTS / "sets_kang2018_ifnb_600cells.json"
-    if sub.exists():
-        for row, (c, v) in _mean_by_row(json.loads(sub.read_text())["runs"], _energy, _cpu).items():
-            points.append((f"{row} (600 cells, 50 steps)*", ROW_FAMILY[row], c, v))
+    points = _latent_and_state("kang2018_ifnb") + _rows(_load("ssm_quality_kang2018_ifnb.json")["runs"], " (500 steps)")
+    for name in ("sets_kang2018_ifnb_600cells.json", "sets_kang2018_ifnb_600cells_mlp_equal_cpu.json"):
+        if (RESULTS / name).exists():
+            result = _load(name)
+            points += _rows(result["runs"], f" (600 cells, {result['max_steps']:,} steps)*")
     return points
 
 
@@ -216,7 +209,7 @@ def main() -> None:
     legend_ax.axis("off")
     for family, colour in FAMILY.items():
         legend_ax.scatter([], [], color=colour, label=family, s=46)
-    legend_ax.scatter([], [], facecolors="none", color="black", label="600-cell subsample, 50 steps", s=46)
+    legend_ax.scatter([], [], facecolors="none", color="black", label="600-cell subsample (not the full data's floor)", s=46)
     legend_ax.legend(loc="center", fontsize=10, title="representation")
     fig.suptitle("Quality against training cost, every (data structure, representation) pair measured", fontsize=14)
     fig.subplots_adjust(left=0.04, right=0.99, top=0.93, bottom=0.1, wspace=0.28, hspace=0.7)
