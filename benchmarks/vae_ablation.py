@@ -2,14 +2,13 @@
 
 Usage::
 
-    python benchmarks/vae_ablation.py --dataset pbmc3k --rows default lat20 wide --seeds 0 \
-        --out benchmarks/results/vae_ablation_pbmc3k.json
-    python benchmarks/vae_ablation.py --table benchmarks/results/vae_ablation_pbmc3k.json
-    python benchmarks/vae_ablation.py --list          # the rows and their overrides
+    python -m benchmarks vae_ablation --dataset pbmc3k --rows default lat20 wide256 --seeds 0 1 2
+    python -m benchmarks vae_ablation --table benchmarks/results/vae_ablation_pbmc3k.json   # saved results
+    python -m benchmarks --list
 
 A row is LatentFlow with its defaults and the overrides in :data:`ROWS` (constructor options, and
-``train()`` options such as ``max_steps`` for the VAE and ``flow_steps``). Every (row, seed) runs in its
-own child process (:func:`bench_common.run_grid`), so CPU seconds and peak RSS (``ru_maxrss``) are its
+``train()`` budgets ``vae_steps`` / ``flow_steps``). Every (row, seed) runs in its own worker process
+(``benchmarks/harness.py``), so CPU seconds and peak RSS (``ru_maxrss``) are its
 own; split seed 0 for every row, the model seed varies. Each run is scored twice: per condition (the
 protocol's average over conditions) and over the whole population (``condition_key=None``: what a user
 who generates a whole dataset sees, proportions included).
@@ -17,23 +16,21 @@ who generates a whole dataset sees, proportions included).
 
 from __future__ import annotations
 
-import argparse
-import json
-import logging
 import resource
+import sys
 import time
-from pathlib import Path
 
-from bench_common import DATASETS, cpu_seconds, grid_main, grid_table
+from bench_common import DATASETS, cpu_seconds, grid_table, load
+from harness import Benchmark, script_main
 
 #: row -> (LatentFlow constructor overrides, train() overrides)
 ROWS: dict[str, tuple[dict, dict]] = {
     "default": ({}, {}),
     # latent size against the VAE budget
     "lat20": ({"vae": {"n_latent": 20}}, {}),
-    "lat20_vae2x": ({"vae": {"n_latent": 20}}, {"max_steps": 12000}),
-    "vae2x": ({}, {"max_steps": 12000}),
-    "vae_half": ({}, {"max_steps": 3000}),
+    "lat20_vae2x": ({"vae": {"n_latent": 20}}, {"vae_steps": 12000}),
+    "vae2x": ({}, {"vae_steps": 12000}),
+    "vae_half": ({}, {"vae_steps": 3000}),
     # encoder / decoder width and depth, normalisation
     "wide256": ({"vae": {"n_hidden": 256}}, {}),
     "deep2": ({"vae": {"n_layers": 2}}, {}),
@@ -55,19 +52,23 @@ ROWS: dict[str, tuple[dict, dict]] = {
 }
 
 
-def run_one(args, row: str, seed: int) -> dict:
-    """Train the row's LatentFlow on the seed-0 split, generate the test cells, score twice."""
+def run_one(row: str, dataset: str, seed: int, smoke: bool, vae_steps: int | None = None,
+            flow_steps: int | None = None) -> dict:
+    """Train the row's LatentFlow on the seed-0 split, generate the test cells, score twice.
+
+    ``vae_steps`` / ``flow_steps``: cut every row's budget (the smoke configuration); None keeps the row's.
+    """
     import torch
 
-    from exprflow.data import read_adata
     from exprflow.experiment import split_adata
     from exprflow.metrics import evaluate
     from exprflow.models import LatentFlow
 
-    torch.set_num_threads(args.threads)
     model_kwargs, train_kwargs = ROWS[row]
-    path, key = DATASETS[args.dataset]
-    train, test = split_adata(read_adata(path), None, key, 0)
+    train_kwargs = {**train_kwargs, **{k: v for k, v in (("vae_steps", vae_steps), ("flow_steps", flow_steps))
+                                       if v is not None}}
+    key = DATASETS[dataset][1]
+    train, test = split_adata(load(dataset, smoke), None, key, 0)
     c0, w0 = cpu_seconds(), time.perf_counter()
     model = LatentFlow(train, condition_key=key, **model_kwargs)
     model.train(seed=seed, progress_bar=False, **train_kwargs)
@@ -96,26 +97,12 @@ def markdown(result: dict) -> str:
     return grid_table(result, extra=extra)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", choices=sorted(DATASETS), default="pbmc3k")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--rows", nargs="+", default=["default"], choices=sorted(ROWS))
-    parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
-    parser.add_argument("--out", type=Path)
-    parser.add_argument("--table", type=Path, nargs="+", help="print the merged table of saved results and exit")
-    parser.add_argument("--list", action="store_true", help="print the rows and exit")
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
-    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
-    if args.list:
-        for name, (model_kwargs, train_kwargs) in ROWS.items():
-            print(f"{name}: LatentFlow(**{model_kwargs}).train(**{train_kwargs})")  # noqa: T201
-        return
-    result = {"dataset": args.dataset, "seeds": args.seeds, "torch_threads": args.threads}
-    grid_main(__file__, args, run_one, markdown, result, ["--threads", str(args.threads)])
-
+BENCHMARK = Benchmark(
+    rows={name: {"model_kwargs": m, "train_kwargs": t} for name, (m, t) in ROWS.items()},
+    datasets=("pbmc3k", "kang2018_ifnb"), run_one=run_one, table=markdown,
+    options={"vae_steps": None, "flow_steps": None}, smoke={"vae_steps": 5, "flow_steps": 5},
+    default_rows=("default",), smoke_rows=("default",),
+)
 
 if __name__ == "__main__":
-    main()
+    sys.exit(script_main(__file__))
