@@ -3,24 +3,22 @@ random subset of cells, every gene kept.
 
 Usage::
 
-    OMP_NUM_THREADS=1 python benchmarks/sets_subsample.py --dataset kang2018_ifnb --cells 600 --params 400000 \\
-        --max-steps 50 --seeds 0 --out benchmarks/results/sets_kang2018_ifnb_600cells.json
-    python benchmarks/sets_subsample.py --table benchmarks/results/sets_kang2018_ifnb_600cells.json
+    python -m benchmarks sets_subsample --dataset kang2018_ifnb --seeds 0 --set cells=600 --set params=400000 \
+        --set max_steps=50
+    python -m benchmarks sets_subsample --table benchmarks/results/sets_kang2018_ifnb_600cells.json
 
 The full protocol on kang2018_ifnb (13,999 cells x 14,053 genes) costs a set model 1.8-11 s per training
 step and 0.4-2.3 s per generated cell on one CPU thread (``sets_cost.py --flow-step``), about 20
-core-hours for the grid. Here ``--cells`` cells are drawn at random (``numpy`` generator seeded with
-``--subsample-seed``, the same subset for every row and seed) **before** the split of the evaluation
+core-hours for the grid. Here the option ``cells`` cells are drawn at random (``numpy`` generator seeded with
+the option ``subsample_seed``, the same subset for every row and seed) **before** the split of the evaluation
 protocol, so training, generation (the test split's cells), the protocol metrics and the control-cell
 probe all run on that subset; every gene is kept. Each row is the backbone of ``sets.py`` at the width
-whose parameter count is the closest to ``--params``, trained for the same ``--max-steps`` of
-``--batch-size``; the probe and the table are those of ``sets.py``.
+whose parameter count is the closest to ``params``, trained for the same ``max_steps`` of
+``batch_size``; the probe and the table are those of ``sets.py``.
 """
 
 from __future__ import annotations
 
-import argparse
-import logging
 import resource
 import sys
 import tempfile
@@ -28,7 +26,8 @@ from pathlib import Path
 
 import numpy as np
 import sets
-from bench_common import DATASETS, grid_main
+from bench_common import DATASETS, load
+from harness import Benchmark, script_main
 
 
 def subsample(adata, n_cells: int, seed: int):
@@ -39,24 +38,23 @@ def subsample(adata, n_cells: int, seed: int):
     return adata[keep].copy()
 
 
-def run_one(args, row: str, seed: int) -> dict:
+def run_one(row: str, dataset: str, seed: int, smoke: bool, cells: int = 600, subsample_seed: int = 0,
+            params: int = 400_000, max_steps: int = 50, batch_size: int = 32, max_tokens: int = 512) -> dict:
     """One (backbone, seed) on the subsampled cells: train, generate, evaluate, probe (in this process)."""
     import torch
 
-    from exprflow.data import read_adata
     from exprflow.experiment import ExperimentSpec, run_experiment, split_adata
     from exprflow.models import StateFlow
 
-    torch.set_num_threads(args.threads)
-    path, key = DATASETS[args.dataset]
-    adata = subsample(read_adata(path), args.cells, args.subsample_seed)
+    key = DATASETS[dataset][1]
+    adata = subsample(load(dataset, smoke), cells, subsample_seed)
     train, test = split_adata(adata, None, key, 0)
     n_conditions = train.obs[key].astype(str).nunique()
     if row == "rank_tokens":
-        sets.BASE_KWARGS[row]["max_tokens"] = args.max_tokens
-    kwargs = sets.matched_kwargs(row, adata.n_vars, n_conditions, args.params)
+        sets.BASE_KWARGS[row]["max_tokens"] = max_tokens
+    kwargs = sets.matched_kwargs(row, adata.n_vars, n_conditions, params)
     spec = ExperimentSpec(model="state", model_kwargs={"backbone": row, "backbone_kwargs": kwargs},
-                          max_steps=args.max_steps, batch_size=args.batch_size, seed=seed)
+                          max_steps=max_steps, batch_size=batch_size, seed=seed)
     with tempfile.TemporaryDirectory() as tmp:
         summary = run_experiment(adata, spec, Path(tmp) / "run", condition_key=key, plots=False, progress_bar=False)
         model = StateFlow.load(str(Path(tmp) / "run" / "model"))
@@ -64,37 +62,19 @@ def run_one(args, row: str, seed: int) -> dict:
                                       "cells_per_s", "n_train", "n_test", "n_genes", "metrics")}
     result.update(row=row, seed=seed, backbone_kwargs=kwargs, torch_threads=torch.get_num_threads(),
                   n_parameters=sum(p.numel() for p in model.backbone.parameters()),
-                  probe=sets.probes(model, train, test, sets.LABELS[args.dataset]),
+                  probe=sets.probes(model, train, test, "cell_type" if smoke else sets.LABELS[dataset]),
                   peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     return result
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", choices=sorted(DATASETS), default="kang2018_ifnb")
-    parser.add_argument("--cells", type=int, default=600, help="cells drawn at random before the split")
-    parser.add_argument("--subsample-seed", type=int, default=0)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--rows", nargs="+", default=sets.ROWS, choices=sets.ROWS)
-    parser.add_argument("--params", type=int, default=400_000, help="target parameter count of every backbone")
-    parser.add_argument("--max-steps", type=int, default=50, help="training steps (same for every row)")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--max-tokens", type=int, default=512, help="rank_tokens sequence cap")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads of each worker")
-    parser.add_argument("--out", type=Path)
-    parser.add_argument("--table", type=Path, nargs="+", help="print the table of saved result(s) and exit")
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
-    result = {"dataset": args.dataset, "cells": args.cells, "subsample_seed": args.subsample_seed,
-              "seeds": args.seeds, "torch_threads": None, "params": args.params, "max_steps": args.max_steps,
-              "batch_size": args.batch_size, "max_tokens": args.max_tokens,
-              "command": "OMP_NUM_THREADS=1 python benchmarks/sets_subsample.py " + " ".join(sys.argv[1:])}
-    extra = ["--cells", str(args.cells), "--subsample-seed", str(args.subsample_seed), "--params", str(args.params),
-             "--max-steps", str(args.max_steps), "--batch-size", str(args.batch_size),
-             "--max-tokens", str(args.max_tokens), "--threads", str(args.threads)]
-    grid_main(__file__, args, run_one, sets.markdown, result, extra)
-
+BENCHMARK = Benchmark(
+    rows={row: {"backbone": row, **sets.BASE_KWARGS[row]} for row in sets.ROWS},
+    datasets=("kang2018_ifnb",), run_one=run_one, table=sets.markdown,
+    options={"cells": 600, "subsample_seed": 0, "params": 400_000, "max_steps": 50, "batch_size": 32,
+             "max_tokens": 512},
+    smoke={"cells": 200, "params": 5_000, "max_steps": 3, "batch_size": 8, "max_tokens": 64},
+    smoke_rows=("mlp", "deepsets"),
+)
 
 if __name__ == "__main__":
-    main()
+    sys.exit(script_main(__file__))
