@@ -25,6 +25,7 @@ DATASETS = {
     "pbmc3k": (SHARED / "pbmc3k_counts.h5ad", "cell_type"),
     "kang2018_ifnb": (SHARED / "kang2018_ifnb.h5ad", "condition"),
     "mouse_bladder_han2018": (SHARED / "mouse_bladder_han2018.h5ad", "label_int"),
+    "worm_neuron_cao2017": (SHARED / "worm_neuron_cao2017.h5ad", "label_int"),
 }
 
 

