@@ -20,7 +20,7 @@ import resource
 import sys
 import time
 
-from bench_common import DATASETS, cpu_seconds, grid_table, load
+from bench_common import DATASETS, cpu_seconds, grid_table, load, save_figure
 from harness import Benchmark, script_main
 
 #: row -> (LatentFlow constructor overrides, train() overrides)
@@ -122,10 +122,46 @@ def markdown(result: dict) -> str:
     return grid_table(result, extra=extra)
 
 
+#: rows that differ only in the VAE's step budget, joined by a line in the figure (budget order)
+BUDGET_ROWS = ("vae_half", "default", "vae6k", "vae2x")
+
+
+def figure(result: dict, path) -> None:
+    """Quality against training CPU-seconds, a point per row (mean over its seeds): the energy ratio and
+    c2st_knn (floor dashed); the VAE budget rows joined by a line. What a budget buys per CPU-second."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    by_row: dict[str, list[dict]] = {}
+    for run in result["runs"]:
+        by_row.setdefault(run["row"], []).append(run)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, (label, value) in zip(axes, [("energy / floor", lambda r: r["metrics"]["ratio_to_floor"]["energy"]),
+                                         ("c2st_knn (floor dashed)", lambda r: r["metrics"]["metrics"]["c2st_knn"])]):
+        points = {row: (np.mean([r["train_cpu_s"] for r in runs]), np.mean([value(r) for r in runs]))
+                  for row, runs in by_row.items()}
+        for row, (x, y) in points.items():
+            ax.scatter(x, y, color="tab:blue" if row in BUDGET_ROWS else "tab:gray", zorder=3)
+            ax.annotate(row, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        line = [points[row] for row in BUDGET_ROWS if row in points]
+        if len(line) > 1:
+            ax.plot(*zip(*line), color="tab:blue", lw=1)
+        if label.startswith("c2st"):
+            floor = np.mean([r["metrics"]["floor"]["c2st_knn"] for runs in by_row.values() for r in runs])
+            ax.axhline(floor, ls="--", color="k", lw=0.8)
+        ax.set_xlabel("training CPU-seconds")
+        ax.set_ylabel(label)
+    save_figure(fig, path, f"LatentFlow levers on {result['dataset']}: quality vs training cost "
+                           f"(seeds {sorted({r['seed'] for r in result['runs']})})", fontsize=10)
+
+
 BENCHMARK = Benchmark(
     rows={name: {"model_kwargs": m, "train_kwargs": t} for name, (m, t) in ROWS.items()},
     datasets=("pbmc3k", "kang2018_ifnb", "mouse_bladder_han2018", "worm_neuron_cao2017"), run_one=run_one,
-    table=markdown, options={"vae_steps": None, "flow_steps": None, "scvi_epochs": None},
+    table=markdown, figure=figure, options={"vae_steps": None, "flow_steps": None, "scvi_epochs": None},
     smoke={"vae_steps": 5, "flow_steps": 5, "scvi_epochs": 1},
     default_rows=("default",), smoke_rows=("default", "scvi_vae"),
 )
