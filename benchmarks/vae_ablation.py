@@ -50,6 +50,8 @@ ROWS: dict[str, tuple[dict, dict]] = {
     "flow_8k": ({}, {"flow_steps": 8000}),
     "flow_no_ema": ({"flow_optim": {"ema_decay": 0.0}}, {}),
     "flow_ot": ({"coupling": "ot"}, {}),
+    # the flow's training states: encoder means (default) or draws z ~ q(z|x), 4 per cell
+    "posterior4": ({"posterior_draws": 4}, {}),
     # the representation: a user's scVI model (scVI's defaults, 10 latents) under the same flow
     "scvi_vae": ({}, {}),
 }

@@ -99,6 +99,24 @@ def test_lognormal_library_and_deterministic_autoencoder(counts_adata):
     assert model.generate(n_cells=10, n_steps=4).n_obs == 10
 
 
+def test_flow_on_posterior_draws(counts_adata):
+    """posterior_draws=k: the flow trains on k draws z ~ q(z|x) per cell around the encoder means."""
+    model = LatentFlow(counts_adata, condition_key="cell_type", posterior_draws=3, **SMALL)
+    model.train(max_steps=30, batch_size=32, flow_steps=20, progress_bar=False, seed=0)
+    states, codes = model._flow_data(None, None)
+    n = len(model.train_codes)
+    assert states.shape == (3 * n, model.state_dim) and len(codes) == 3 * n
+    np.testing.assert_array_equal(codes[n : 2 * n], model.train_codes)
+    means = model.representation.encode(model.data.X, library=model.data.library_size)
+    draws = states.reshape(3, n, -1)
+    assert not np.allclose(draws[0], draws[1])  # independent draws
+    np.testing.assert_allclose(draws[..., -1], np.broadcast_to(means[:, -1], (3, n)), rtol=1e-4, atol=1e-4)  # library
+    assert np.abs(draws.mean(0) - means)[:, :-1].mean() < np.abs(draws[0] - means)[:, :-1].mean()
+    assert model.generate(n_cells=10, n_steps=4).n_obs == 10
+    with pytest.raises(ExprflowInputError, match="posterior_draws must be an integer >= 0"):
+        LatentFlow(counts_adata, posterior_draws=-1)
+
+
 def test_unknown_likelihood_lists_choices(counts_adata):
     with pytest.raises(ExprflowInputError, match="nb, poisson, zinb"):
         LatentFlow(counts_adata, vae={"likelihood": "gaussian"})

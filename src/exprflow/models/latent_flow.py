@@ -66,6 +66,7 @@ class LatentFlowConfig:
     flow_optim: OptimConfig = OptimConfig()
     library: str = "flow"
     decode: str = "sample"
+    posterior_draws: int = 0  # 0: the flow learns the encoder means; k: k draws z ~ q(z|x) per train cell
 
 
 def default_vae_steps(n_cells: int, n_genes: int, batch_size: int) -> int:
@@ -110,6 +111,8 @@ class LatentFlow(FlowModel):
             raise ExprflowInputError(f"library must be one of {LIBRARY_MODELS}, got {c.library!r}.")
         if c.decode not in self.decode_modes:
             raise ExprflowInputError(f"decode must be one of {self.decode_modes}, got {c.decode!r}.")
+        if not isinstance(c.posterior_draws, int) or c.posterior_draws < 0:
+            raise ExprflowInputError(f"posterior_draws must be an integer >= 0 (0: encoder means), got {c.posterior_draws!r}.")
         self.library = LogNormalLibrary().fit(self.data.library_size, self.train_codes)
 
     @property
@@ -119,7 +122,7 @@ class LatentFlow(FlowModel):
     def _build_networks(self, n_conditions: int) -> None:
         self.representation = getattr(self, "_scvi", None) or CountLatent(
             len(self.var_names), self.config.vae, len(getattr(self, "batch_levels", None) or []),
-            library_coordinate=self.config.library == "flow")
+            library_coordinate=self.config.library == "flow", posterior_draws=self.config.posterior_draws)
         self.backbone = self._make_backbone(self.state_dim)
         self.objective = self._objective()
 
@@ -163,7 +166,8 @@ class LatentFlow(FlowModel):
             budget=budget, trainer=trainer)
 
     def _flow_data(self, budget, trainer):
-        return self._train_states, self.train_codes
+        draws = len(self._train_states) // max(len(self.train_codes), 1)  # posterior_draws > 0: draw-major copies
+        return self._train_states, np.concatenate([self.train_codes] * draws) if draws > 1 else self.train_codes
 
     def _phase_histories(self) -> dict:
         vae = {"vae": self.representation.history} if "vae" in self.phases else {}

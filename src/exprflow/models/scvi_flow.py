@@ -36,6 +36,9 @@ def from_scvi(cls, scvi_model, condition_key: str | None = None, **config):
         if key in config:
             raise ExprflowInputError(f"from_scvi: {key} is set by the scVI model (its latent space and decoder, "
                                      "the library size as a flow coordinate); leave it out.")
+    if config.get("posterior_draws"):
+        raise ExprflowInputError("from_scvi: the flow learns scVI's encoder means; posterior_draws is an option of "
+                                 "exprflow's own VAE (LatentFlow(adata, posterior_draws=...)).")
     representation = ScviLatent(scvi_model)
     registry = scvi_model.adata_manager.data_registry["X"]
     layer = registry.attr_key if registry.attr_name == "layers" else None

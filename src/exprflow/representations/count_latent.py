@@ -6,6 +6,8 @@
              standardise the train cells' states
     state    s = standardise([E q(z|x), log l])   (encoder means; with ``library_coordinate`` the cell's
              log library size is one more coordinate, so generated totals follow the cell state)
+    flow     the flow trains on the means, or with ``posterior_draws = k`` on k draws z ~ q(z|x) per cell
+             (the latents the decoder was trained on, rather than their centres)
     decode   (z, l) -> counts ~ p(x | z, l[, batch])   (or the decoder means); l is clipped to the
              train cells' range of library sizes
 
@@ -43,13 +45,17 @@ class CountLatent(Standardiser):
         Batch levels the VAE reads (0: none).
     library_coordinate
         Whether the log library size is a coordinate of the state.
+    posterior_draws
+        0: :meth:`fit` returns the train cells' states at their encoder means; ``k > 0``: ``k`` draws
+        ``z ~ q(z | x)`` per cell (draw-major: all cells' first draws, then the second ...).
     """
 
     is_counts = True
 
     def __init__(self, n_genes: int, config: VAEConfig = VAEConfig(), n_batches: int = 0,
-                 library_coordinate: bool = True) -> None:
+                 library_coordinate: bool = True, posterior_draws: int = 0) -> None:
         self.config, self.library_coordinate = config, library_coordinate
+        self.posterior_draws = int(posterior_draws)
         self.vae = CountVAE(n_genes, config, n_batches)
         self.log_library_range: tuple[float, float] | None = None
         self.history: list = []
@@ -80,7 +86,26 @@ class CountLatent(Standardiser):
         library = _library(X, library)
         log_lib = np.log(library)
         self.log_library_range = (float(log_lib.min()), float(log_lib.max()))
-        return self.fit_standardise(self.raw_states(X, batches=batches, library=library))
+        states = self.raw_states(X, batches=batches, library=library)
+        if self.posterior_draws > 0:
+            states = self._posterior_draws(X, batches, states, getattr(trainer, "seed", 0))
+        return self.fit_standardise(states)
+
+    @torch.no_grad()
+    def _posterior_draws(self, X: sp.csr_matrix, batches: np.ndarray | None, states: np.ndarray,
+                         seed: int) -> np.ndarray:
+        """``posterior_draws`` copies of ``states`` with ``z`` drawn from ``q(z | x)`` (the VAE's own
+        posterior noise), stacked draw-major."""
+        self.vae.eval()
+        n_latent = self.config.n_latent
+        std = np.empty((X.shape[0], n_latent), dtype=np.float32)
+        for rows, block in iter_dense_batches(X, 1024, shuffle=False):
+            b = None if batches is None else torch.as_tensor(batches[rows])
+            std[rows] = self.vae.posterior_std(*self.vae.encode(torch.from_numpy(block), b)).numpy()
+        rng = np.random.default_rng(seed)
+        draws = np.repeat(states[None], self.posterior_draws, axis=0)
+        draws[:, :, :n_latent] += std[None] * rng.standard_normal(draws[:, :, :n_latent].shape, dtype=np.float32)
+        return draws.reshape(-1, states.shape[1])
 
     @torch.no_grad()
     def encode_means(self, X: sp.csr_matrix, batches: np.ndarray | None = None, batch_size: int = 1024) -> np.ndarray:

@@ -149,12 +149,18 @@ class CountVAE(nn.Module):
         return F.softmax(self.rho_logits(self.decoder(self._with_batch(z, batch))), dim=-1)
 
     # ------------------------------------------------------------------ objective
+    def posterior_std(self, q_mu: Tensor, q_logvar: Tensor) -> Tensor:
+        """Standard deviation of ``q(z | x)`` (zeros for a deterministic autoencoder)."""
+        if self.config.deterministic:
+            return torch.zeros_like(q_mu)
+        return torch.sqrt(torch.exp(q_logvar) + _MIN_VAR)
+
     def forward(self, counts: Tensor, batch: Tensor | None = None) -> VAEOutput:
         q_mu, q_logvar = self.encode(counts, batch)
         if self.config.deterministic:
             z = q_mu
         else:
-            std = torch.sqrt(torch.exp(q_logvar) + _MIN_VAR)
+            std = self.posterior_std(q_mu, q_logvar)
             z = q_mu + std * torch.randn_like(std) if self.training else q_mu
         return VAEOutput(q_mu, q_logvar, z, self.decode(z, counts.sum(-1), batch))
 
