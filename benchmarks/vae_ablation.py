@@ -39,6 +39,9 @@ ROWS: dict[str, tuple[dict, dict]] = {
     # KL weight and warm-up
     "kl0.1": ({"vae": {"kl_weight": 0.1}}, {}),
     "kl_warm0.25": ({"vae": {"kl_warmup_fraction": 0.25}}, {}),
+    "kl_warm1.0": ({"vae": {"kl_warmup_fraction": 1.0}}, {}),
+    # scVI's VAE choices that differ from the default: BatchNorm, KL warmed up over all of training
+    "scvi_like": ({"vae": {"norm": "batch", "kl_warmup_fraction": 1.0}}, {}),
     "autoencoder": ({"vae": {"deterministic": True}}, {}),
     # likelihood
     "zinb": ({"vae": {"likelihood": "zinb"}}, {}),

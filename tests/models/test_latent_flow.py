@@ -193,3 +193,14 @@ def test_real_pbmc3k_full_protocol(pbmc3k):
                              plots=False, progress_bar=False)
     ratio, m = summary["metrics"]["ratio_to_floor"], summary["metrics"]["metrics"]
     assert ratio["energy"] < 2.0 and m["c2st_knn"] < 0.7 and m["label_accuracy"] > 0.85
+
+
+def test_default_vae_budget_rule():
+    """400 epochs, at most 6,000 steps, and at most 8.4e7 gene-steps (compute bounded on large panels)."""
+    from exprflow.models.latent_flow import default_vae_steps
+
+    assert default_vae_steps(2100, 2000, 128) == 6000  # PBMC3k-sized: the step cap
+    assert default_vae_steps(300, 2000, 128) == 400 * 2  # small data: 400 epochs
+    assert default_vae_steps(11199, 14053, 128) == 5977  # 14,000 genes: the compute cap
+    assert default_vae_steps(2000, 35000, 128) == 2400
+    assert default_vae_steps(5, 10, 128) == 400  # fewer cells than a batch: one step per epoch

@@ -69,15 +69,22 @@ class LatentFlowConfig:
     posterior_draws: int = 0  # 0: the flow learns the encoder means; k: k draws z ~ q(z|x) per train cell
 
 
+#: the VAE phase's compute cap in gene-steps (steps x genes): 6,000 steps of 14,000 genes
+VAE_GENE_STEPS = 8.4e7
+
+
 def default_vae_steps(n_cells: int, n_genes: int, batch_size: int) -> int:
-    """The VAE's default step budget: 400 epochs, at most 6,000 steps and at most ``4e7 / n_genes`` steps.
+    """The VAE's default step budget: 400 epochs, at most 6,000 steps and at most ``8.4e7 / n_genes`` steps.
 
     400 epochs is scVI's default for fewer than 20,000 cells; 6,000 steps of 128 cells is where PBMC3k
-    (2,000 genes) stops improving; the gene cap keeps a step budget's compute roughly constant, so that
-    14,000-gene data trains in about 5 minutes on 2 CPU cores (2,846 steps; BENCHMARKS.md).
+    (2,000 genes) stops improving. A step's cost grows with the genes, so the cap on ``steps x genes``
+    (:data:`VAE_GENE_STEPS`) bounds the phase's compute: about 10 CPU-minutes, 6,000 steps, on 14,000
+    genes. It was set from the measured quality-vs-CPU-seconds trade-off (BENCHMARKS.md, section 1): on
+    kang2018_ifnb the earlier cap (4e7, 2,846 steps) left energy at 8.5x the floor, 6,000 steps 2.2x,
+    12,000 steps 1.7x at 3x the CPU-seconds.
     """
     steps_per_epoch = max(n_cells // max(min(batch_size, n_cells), 1), 1)
-    return int(max(min(400 * steps_per_epoch, 6000, 4e7 // max(n_genes, 1)), 1))
+    return int(max(min(400 * steps_per_epoch, 6000, VAE_GENE_STEPS // max(n_genes, 1)), 1))
 
 
 class LatentFlow(FlowModel):
