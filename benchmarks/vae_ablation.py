@@ -93,6 +93,7 @@ def run_one(row: str, dataset: str, seed: int, smoke: bool, vae_steps: int | Non
     per_condition = evaluate(test, generated, train, condition_key=key, seed=seed)
     population = evaluate(test, generated, train, condition_key=None, seed=seed)
     return {"row": row, "seed": seed, "model_kwargs": model_kwargs, "train_kwargs": train_kwargs,
+            "vae_steps_trained": len(getattr(model.representation, "history", None) or []),
             "train_wall_s": train_wall, "train_cpu_s": train_cpu, "torch_threads": torch.get_num_threads(),
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "loadavg_1m_end": _loadavg(), "metrics": per_condition, "population": population}
