@@ -118,8 +118,9 @@ class LatentFlow(FlowModel):
             raise ExprflowInputError(f"library must be one of {LIBRARY_MODELS}, got {c.library!r}.")
         if c.decode not in self.decode_modes:
             raise ExprflowInputError(f"decode must be one of {self.decode_modes}, got {c.decode!r}.")
-        if not isinstance(c.posterior_draws, int) or c.posterior_draws < 0:
-            raise ExprflowInputError(f"posterior_draws must be an integer >= 0 (0: encoder means), got {c.posterior_draws!r}.")
+        draws = getattr(c, "posterior_draws", 0)  # LatentFlow's option; subclasses' configs may not have it
+        if not isinstance(draws, int) or draws < 0:
+            raise ExprflowInputError(f"posterior_draws must be an integer >= 0 (0: encoder means), got {draws!r}.")
         self.library = LogNormalLibrary().fit(self.data.library_size, self.train_codes)
 
     @property
@@ -129,7 +130,7 @@ class LatentFlow(FlowModel):
     def _build_networks(self, n_conditions: int) -> None:
         self.representation = getattr(self, "_scvi", None) or CountLatent(
             len(self.var_names), self.config.vae, len(getattr(self, "batch_levels", None) or []),
-            library_coordinate=self.config.library == "flow", posterior_draws=self.config.posterior_draws)
+            library_coordinate=self.config.library == "flow", posterior_draws=getattr(self.config, "posterior_draws", 0))
         self.backbone = self._make_backbone(self.state_dim)
         self.objective = self._objective()
 
@@ -173,8 +174,8 @@ class LatentFlow(FlowModel):
             budget=budget, trainer=trainer)
 
     def _flow_data(self, budget, trainer):
-        draws = len(self._train_states) // max(len(self.train_codes), 1)  # posterior_draws > 0: draw-major copies
-        return self._train_states, np.concatenate([self.train_codes] * draws) if draws > 1 else self.train_codes
+        draws, codes = getattr(self.config, "posterior_draws", 0), self.train_codes  # draws > 1: draw-major copies of the cells
+        return self._train_states, np.concatenate([codes] * draws) if draws > 1 and codes is not None else codes
 
     def _phase_histories(self) -> dict:
         vae = {"vae": self.representation.history} if "vae" in self.phases else {}
