@@ -118,9 +118,6 @@ class LatentFlow(FlowModel):
             raise ExprflowInputError(f"library must be one of {LIBRARY_MODELS}, got {c.library!r}.")
         if c.decode not in self.decode_modes:
             raise ExprflowInputError(f"decode must be one of {self.decode_modes}, got {c.decode!r}.")
-        draws = getattr(c, "posterior_draws", 0)  # LatentFlow's option; subclasses' configs may not have it
-        if not isinstance(draws, int) or draws < 0:
-            raise ExprflowInputError(f"posterior_draws must be an integer >= 0 (0: encoder means), got {draws!r}.")
         self.library = LogNormalLibrary().fit(self.data.library_size, self.train_codes)
 
     @property
@@ -130,7 +127,7 @@ class LatentFlow(FlowModel):
     def _build_networks(self, n_conditions: int) -> None:
         self.representation = getattr(self, "_scvi", None) or CountLatent(
             len(self.var_names), self.config.vae, len(getattr(self, "batch_levels", None) or []),
-            library_coordinate=self.config.library == "flow", posterior_draws=getattr(self.config, "posterior_draws", 0))
+            library_coordinate=self.config.library == "flow", posterior_draws=self._posterior_draws)
         self.backbone = self._make_backbone(self.state_dim)
         self.objective = self._objective()
 
@@ -174,8 +171,11 @@ class LatentFlow(FlowModel):
             budget=budget, trainer=trainer)
 
     def _flow_data(self, budget, trainer):
-        draws, codes = getattr(self.config, "posterior_draws", 0), self.train_codes  # draws > 1: draw-major copies of the cells
+        draws, codes = self._posterior_draws, self.train_codes  # draws > 1: draw-major copies of the cells
         return self._train_states, np.concatenate([codes] * draws) if draws > 1 and codes is not None else codes
+
+    # LatentFlowConfig's option; PerturbationFlow shares these hooks with a config that has none
+    _posterior_draws = property(lambda self: getattr(self.config, "posterior_draws", 0))
 
     def _phase_histories(self) -> dict:
         vae = {"vae": self.representation.history} if "vae" in self.phases else {}

@@ -25,6 +25,7 @@ import scipy.sparse as sp
 import torch
 
 from exprflow.data import iter_dense_batches
+from exprflow.errors import ExprflowInputError
 from exprflow.representations.base import REPRESENTATIONS, Standardiser
 from exprflow.representations.vae import CountVAE, VAEConfig
 
@@ -54,8 +55,10 @@ class CountLatent(Standardiser):
 
     def __init__(self, n_genes: int, config: VAEConfig = VAEConfig(), n_batches: int = 0,
                  library_coordinate: bool = True, posterior_draws: int = 0) -> None:
-        self.config, self.library_coordinate = config, library_coordinate
-        self.posterior_draws = int(posterior_draws)
+        if not isinstance(posterior_draws, int) or posterior_draws < 0:
+            raise ExprflowInputError(
+                f"posterior_draws must be an integer >= 0 (0: encoder means), got {posterior_draws!r}.")
+        self.config, self.library_coordinate, self.posterior_draws = config, library_coordinate, posterior_draws
         self.vae = CountVAE(n_genes, config, n_batches)
         self.log_library_range: tuple[float, float] | None = None
         self.history: list = []
@@ -86,41 +89,39 @@ class CountLatent(Standardiser):
         library = _library(X, library)
         log_lib = np.log(library)
         self.log_library_range = (float(log_lib.min()), float(log_lib.max()))
-        states = self.raw_states(X, batches=batches, library=library)
-        if self.posterior_draws > 0:
-            states = self._posterior_draws(X, batches, states, getattr(trainer, "seed", 0))
+        mean, std = self.encode_posterior(X, batches)
+        states = self._with_library(mean, X, library)
+        if self.posterior_draws > 0:  # draw-major copies with z ~ q(z|x), the VAE's own posterior noise
+            rng = np.random.default_rng(getattr(trainer, "seed", 0))
+            states = np.repeat(states[None], self.posterior_draws, axis=0)
+            n_latent = self.config.n_latent
+            states[:, :, :n_latent] += std * rng.standard_normal(states[:, :, :n_latent].shape, dtype=np.float32)
+            states = states.reshape(-1, states.shape[-1])
         return self.fit_standardise(states)
 
     @torch.no_grad()
-    def _posterior_draws(self, X: sp.csr_matrix, batches: np.ndarray | None, states: np.ndarray,
-                         seed: int) -> np.ndarray:
-        """``posterior_draws`` copies of ``states`` with ``z`` drawn from ``q(z | x)`` (the VAE's own
-        posterior noise), stacked draw-major."""
+    def encode_posterior(self, X: sp.csr_matrix, batches: np.ndarray | None = None,
+                         batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and standard deviation of ``q(z | x)`` for the rows of ``X`` (float32, ``(n, n_latent)`` each)."""
         self.vae.eval()
-        n_latent = self.config.n_latent
-        std = np.empty((X.shape[0], n_latent), dtype=np.float32)
-        for rows, block in iter_dense_batches(X, 1024, shuffle=False):
-            b = None if batches is None else torch.as_tensor(batches[rows])
-            std[rows] = self.vae.posterior_std(*self.vae.encode(torch.from_numpy(block), b)).numpy()
-        rng = np.random.default_rng(seed)
-        draws = np.repeat(states[None], self.posterior_draws, axis=0)
-        draws[:, :, :n_latent] += std[None] * rng.standard_normal(draws[:, :, :n_latent].shape, dtype=np.float32)
-        return draws.reshape(-1, states.shape[1])
-
-    @torch.no_grad()
-    def encode_means(self, X: sp.csr_matrix, batches: np.ndarray | None = None, batch_size: int = 1024) -> np.ndarray:
-        """Encoder means ``E q(z | x)`` of the rows of ``X`` (float32, ``(n, n_latent)``)."""
-        self.vae.eval()
-        out = np.empty((X.shape[0], self.config.n_latent), dtype=np.float32)
+        mean = np.empty((X.shape[0], self.config.n_latent), dtype=np.float32)
+        std = np.empty_like(mean)
         for rows, block in iter_dense_batches(X, batch_size, shuffle=False):
             b = None if batches is None else torch.as_tensor(batches[rows])
-            out[rows] = self.vae.encode(torch.from_numpy(block), b)[0].numpy()
-        return out
+            q_mu, q_logvar = self.vae.encode(torch.from_numpy(block), b)
+            mean[rows], std[rows] = q_mu.numpy(), self.vae.posterior_std(q_mu, q_logvar).numpy()
+        return mean, std
+
+    def encode_means(self, X: sp.csr_matrix, batches: np.ndarray | None = None, batch_size: int = 1024) -> np.ndarray:
+        """Encoder means ``E q(z | x)`` of the rows of ``X`` (float32, ``(n, n_latent)``)."""
+        return self.encode_posterior(X, batches, batch_size)[0]
 
     def raw_states(self, X: sp.csr_matrix, *, batches: np.ndarray | None = None,
                    library: np.ndarray | None = None) -> np.ndarray:
         """Unstandardised states ``[E q(z|x), log l]`` (``log l`` only with ``library_coordinate``)."""
-        states = self.encode_means(X, batches)
+        return self._with_library(self.encode_means(X, batches), X, library)
+
+    def _with_library(self, states: np.ndarray, X: sp.csr_matrix, library: np.ndarray | None) -> np.ndarray:
         if self.library_coordinate:
             states = np.concatenate([states, np.log(_library(X, library))[:, None].astype(np.float32)], axis=1)
         return states
