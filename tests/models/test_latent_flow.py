@@ -117,6 +117,36 @@ def test_flow_on_posterior_draws(counts_adata):
         LatentFlow(counts_adata, posterior_draws=-1)
 
 
+def test_set_encoder_is_the_exact_deepsets_mean_and_order_invariant():
+    """The sparse form (detected genes only) equals the dense mean over all G tokens, and permuting the
+    genes together with their embeddings leaves the encoding unchanged."""
+    from exprflow.representations.vae import GeneSetEncoder
+
+    torch.manual_seed(0)
+    enc = GeneSetEncoder(30, 2, 16, 0.0, "layer").eval()
+    u = torch.log1p(torch.poisson(torch.rand(6, 30) * 0.7))
+    extra = torch.eye(2)[torch.tensor([0, 1, 0, 1, 1, 0])]
+    h = enc(torch.cat([u, extra], 1))
+    tokens = enc.embedding.weight[None] + enc.value(u.unsqueeze(-1))
+    dense = enc.rho(torch.cat([enc.pooled_norm(enc.phi(tokens).mean(1)), extra], 1))
+    torch.testing.assert_close(h, dense, rtol=1e-5, atol=1e-5)
+    perm = torch.randperm(30)
+    with torch.no_grad():
+        enc.embedding.weight.copy_(enc.embedding.weight[perm])
+    torch.testing.assert_close(enc(torch.cat([u[:, perm], extra], 1)), h, rtol=1e-5, atol=1e-5)
+
+
+def test_set_encoder_trains_and_generates(counts_adata):
+    model = LatentFlow(counts_adata, condition_key="cell_type", **{**SMALL, "vae": {**SMALL["vae"], "encoder": "set"}})
+    model.train(max_steps=40, batch_size=32, flow_steps=20, progress_bar=False, seed=0)
+    loss = model.history["vae"]["loss"]
+    assert loss[-10:].mean() < loss[:10].mean()
+    assert np.isfinite(model.get_latent_representation()).all()
+    assert model.generate(n_cells=10, n_steps=4).n_obs == 10
+    with pytest.raises(ExprflowInputError, match="encoder must be one of"):
+        LatentFlow(counts_adata, vae={"encoder": "transformer"})
+
+
 def test_unknown_likelihood_lists_choices(counts_adata):
     with pytest.raises(ExprflowInputError, match="nb, poisson, zinb"):
         LatentFlow(counts_adata, vae={"likelihood": "gaussian"})

@@ -10,6 +10,13 @@
               zi_logits = linear(.)                      (ZINB only)
     loss      -log p(x | mu, theta, zi) + beta * KL(q(z|x) || N(0, I))
 
+With ``encoder="set"`` the encoder reads the genes as a set instead of a fixed-order vector (the design
+of scLDM's encoder, Palla et al. 2025, here in its DeepSets form, Zaheer et al. 2017)::
+
+    h = rho(mean_g phi(e_g + w u_g + b))      e_g: a learned embedding per gene, u_g: its log1p value
+
+computed exactly from the detected genes only (see :class:`GeneSetEncoder`); the decoder is unchanged.
+
 With ``n_batches > 0`` the encoder and the decoder also read the cell's batch (one-hot), as scVI does
 with its batch key: the decoder explains the batch effect, so the latent need not hold it
 (batch-corrected), and decoding with another batch code gives the cell "as if from" that batch.
@@ -52,8 +59,11 @@ class VAEConfig:
     kl_weight: float = 1.0
     kl_warmup_fraction: float = 0.75  # KL weight ramps 0 -> kl_weight over this fraction of training steps
     target_sum: float = 1e4
+    encoder: str = "mlp"  # "mlp": genes as a fixed-order vector | "set": genes as a set (GeneSetEncoder)
 
 
+ENCODERS = ("mlp", "set")
+SET_WIDTH = 32  # token width of the set encoder
 _NORMS = {"layer": nn.LayerNorm, "batch": lambda n: nn.BatchNorm1d(n, momentum=0.01, eps=1e-3), "none": lambda n: nn.Identity()}
 
 
@@ -66,6 +76,49 @@ def _mlp(n_in: int, n_hidden: int, n_layers: int, dropout: float, norm: str) -> 
         if dropout > 0:
             layers.append(nn.Dropout(dropout))
     return nn.Sequential(*layers)
+
+
+class GeneSetEncoder(nn.Module):
+    """The genes of a cell as a set: ``rho(mean_g phi(e_g + w u_g + b))`` (DeepSets, Zaheer et al. 2017).
+
+    Each gene is a token, its learned embedding ``e_g`` plus a linear code of its log1p value ``u_g``;
+    ``phi`` is shared by all tokens and the mean over the panel is invariant to the genes' order. As
+    ``u_g = 0`` for undetected genes, the mean has an exact sparse form::
+
+        sum_g phi(e_g + b) + sum_{u_g != 0} [phi(e_g + w u_g + b) - phi(e_g + b)]
+
+    (one pass over the G embeddings per step, shared by all cells, then one ``phi`` per detected gene).
+    ``rho`` maps the pooled vector, with the cell's extra covariates (one-hot batch), to ``n_hidden``.
+
+    Parameters
+    ----------
+    n_genes, n_extra
+        genes of the panel; extra input columns after them (the batch one-hot).
+    n_hidden, dropout, norm
+        as the MLP encoder's output layer.
+    width
+        token width.
+    """
+
+    def __init__(self, n_genes: int, n_extra: int, n_hidden: int, dropout: float, norm: str,
+                 width: int = SET_WIDTH) -> None:
+        super().__init__()
+        self.n_genes = int(n_genes)
+        self.embedding = nn.Embedding(n_genes, width)
+        self.value = nn.Linear(1, width)
+        self.phi = nn.Sequential(nn.Linear(width, width), nn.GELU(), nn.Linear(width, width))
+        self.pooled_norm = nn.LayerNorm(width)
+        self.rho = _mlp(width + n_extra, n_hidden, 1, dropout, norm)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``x``: ``(B, n_genes + n_extra)``, log1p-normalised genes then the extra columns -> ``(B, n_hidden)``."""
+        u, extra = x[:, : self.n_genes], x[:, self.n_genes :]
+        phi_zero = self.phi(self.embedding.weight + self.value.bias)  # (G, width): undetected tokens
+        rows, cols = torch.nonzero(u, as_tuple=True)
+        tokens = self.embedding(cols) + self.value(u[rows, cols].unsqueeze(-1))
+        delta = self.phi(tokens) - phi_zero[cols]  # (detected, width)
+        total = phi_zero.sum(0, keepdim=True).expand(x.shape[0], -1).index_add(0, rows, delta)
+        return self.rho(torch.cat([self.pooled_norm(total / self.n_genes), extra], dim=-1))
 
 
 @dataclass
@@ -87,7 +140,10 @@ class CountVAE(nn.Module):
         self.n_batches = int(n_batches)
         self.likelihood = LIKELIHOODS.get(config.likelihood)
         c = config
-        self.encoder = _mlp(n_genes + self.n_batches, c.n_hidden, c.n_layers, c.dropout, c.norm)
+        if c.encoder not in ENCODERS:
+            raise ExprflowInputError(f"VAE encoder must be one of {ENCODERS}, got {c.encoder!r}.")
+        self.encoder = (_mlp(n_genes + self.n_batches, c.n_hidden, c.n_layers, c.dropout, c.norm) if c.encoder == "mlp"
+                        else GeneSetEncoder(n_genes, self.n_batches, c.n_hidden, c.dropout, c.norm))
         self.q_mu = nn.Linear(c.n_hidden, c.n_latent)
         self.q_logvar = nn.Linear(c.n_hidden, c.n_latent)
         self.decoder = _mlp(c.n_latent + self.n_batches, c.n_hidden, c.n_layers, 0.0, c.norm)
