@@ -47,7 +47,25 @@ DECODE_BLOCK = 512  # cells decoded together when sampling counts
 
 @dataclass(frozen=True)
 class VAEConfig:
-    """Architecture and objective of the count VAE."""
+    """Architecture and objective of the count VAE.
+
+    Attributes
+    ----------
+    n_latent, n_hidden, n_layers, dropout
+        latent size; width, hidden layers and dropout of the encoder (the decoder mirrors it, no dropout).
+    norm
+        ``"layer"``, ``"batch"`` (scVI's choice) or ``"none"`` after each hidden linear layer.
+    likelihood
+        ``"nb"``, ``"zinb"`` or ``"poisson"`` (:data:`exprflow.distributions.LIKELIHOODS`).
+    deterministic
+        True: an autoencoder (``z = q_mu``, no KL term).
+    kl_weight, kl_warmup_fraction
+        the KL term's weight, ramped up from 0 over this fraction of the training steps.
+    target_sum
+        the encoder's input is ``log1p(x / l * target_sum)``.
+    encoder
+        ``"mlp"`` (genes as a fixed-order vector) or ``"set"`` (:class:`GeneSetEncoder`).
+    """
 
     n_latent: int = 10
     n_hidden: int = 128
