@@ -134,13 +134,14 @@ class GeneSetEncoder(nn.Module):
         u, extra = x[:, : self.n_genes], x[:, self.n_genes :]
         phi_zero = self.phi(self.embedding.weight + self.value.bias)  # (G, width): undetected tokens
         rows, cols = torch.nonzero(u, as_tuple=True)
+        values = u[rows, cols]
         # pad the detected entries to a multiple of TOKEN_BUCKET with zero-valued tokens on a spare row:
         # few distinct tensor sizes keep the allocator's heap from fragmenting (RSS grew 2.4x in 300
         # steps without it); a padded token adds phi(e_0 + b) - phi_zero[0] = 0 to a row that is dropped
         pad = -len(rows) % TOKEN_BUCKET
         rows = torch.cat([rows, rows.new_full((pad,), x.shape[0])])
         cols = torch.cat([cols, cols.new_zeros(pad)])
-        values = torch.cat([u[rows[: len(rows) - pad], cols[: len(cols) - pad]], u.new_zeros(pad)])
+        values = torch.cat([values, values.new_zeros(pad)])
         tokens = self.embedding(cols) + self.value(values.unsqueeze(-1))
         delta = self.phi(tokens) - phi_zero[cols]  # (detected + pad, width)
         total = phi_zero.sum(0, keepdim=True).expand(x.shape[0] + 1, -1).index_add(0, rows, delta)[:-1]
