@@ -41,6 +41,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     adata = read_adata(DATASETS[args.dataset][0])
+
     def batch(i: int) -> torch.Tensor:
         lo = (i * args.batch_size) % max(adata.n_obs - args.batch_size, 1) if args.vary_cells else 0
         return torch.from_numpy(adata.X[lo : lo + args.batch_size].toarray().astype(np.float32))
